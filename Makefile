@@ -1,0 +1,40 @@
+# hybridrl — every target creates .venv/ first when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format demo serve-verifier bench clean
+
+$(BIN)/hybridrl: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/hybridrl ## create .venv with the project (editable) and dev tools
+
+test: setup ## run the test suite
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: setup ## start the verifier API and make a demo call against it
+	$(PY) -m services.demo
+
+serve-verifier: setup
+	$(BIN)/hybridrl serve verifier
+
+bench: setup
+	$(PY) bench/verifier_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
