@@ -1,0 +1,688 @@
+"""The sandbox pool: verifiers run in warm, killable worker processes with rlimits and a deadline.
+
+Each worker is a process (forkserver start method, so a fresh worker forks from a server that
+has already imported the verifiers: a restart costs milliseconds, not an interpreter start).
+Every worker has a supervisor thread in the parent that takes one item at a time from a shared
+queue, sends it down the worker's pipe and waits for the answer with ``poll(timeout)``. An item
+that passes its deadline gets its worker SIGKILLed and replaced; a worker that dies mid-item
+(segfault, OOM kill, ``os._exit``, an external ``kill -9``) is replaced the same way. Either way
+only that one item fails, with ``reward 0, correct false, error "timeout after 3.0s"`` or
+``"worker crashed (exit code -9)"`` and ``details.sandbox`` set; the item is not retried (a
+deterministic crasher would otherwise take down worker after worker). The other items keep
+flowing through the other workers, each bounded by its own deadline.
+
+What a worker runs under (see `_restrict`): its own network namespace (no network, not even
+loopback) where the kernel allows it, ``RLIMIT_AS`` (memory), ``RLIMIT_NPROC=0`` (no fork, no
+exec: ``os.system`` fails) for a non-root user or a root one inside its new user namespace,
+``RLIMIT_FSIZE=0`` (cannot write file contents), ``RLIMIT_NOFILE``, no core dumps and
+``PR_SET_NO_NEW_PRIVS``. It does not isolate the file system for reading, nor signals to
+processes of the same user; the verifiers never evaluate model text, and these limits are a
+second line of defence, not the first.
+
+Sync API: ``pool.verify(...)``, ``pool.map(requests)``; asyncio API: ``await pool.run(requests)``,
+``await pool.run_one(request)``; both submit into the same queue, so many items run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import importlib
+import json
+import logging
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import queue
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from verifiers.schemas import VerifyRequest, VerifyResult
+
+log = logging.getLogger(__name__)
+
+# Hooks the service turns into Prometheus counters: ("timeout" | "crash" | "restart", verifier).
+EventHook = Callable[[str, str], None]
+
+_STOP = object()
+_READY_TIMEOUT_S = 120.0  # a cold zygote imports sympy & co. on a loaded 2-core machine
+_HELLO_TIMEOUT_S = 30.0
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_PR_SET_NO_NEW_PRIVS = 38
+_memory_mb = 0  # a worker's RLIMIT_AS, for its out-of-memory message
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A snapshot of one worker: its pid and the item it is running, if any."""
+
+    slot: int
+    pid: int | None
+    alive: bool
+    busy_verifier: str | None
+    busy_for_s: float | None
+
+
+@dataclass
+class _Job:
+    verifier: str
+    response: Any
+    reference: Any
+    options: dict[str, Any]
+    timeout_s: float
+    future: concurrent.futures.Future[VerifyResult]
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _restrict(memory_mb: int, isolate_network: bool) -> dict[str, str]:
+    """Drop what a verifier never needs; returns what was applied (reported at start)."""
+    applied: dict[str, str] = {}
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    if isolate_network and libc is not None:
+        # A new user namespace makes the unshare legal without privileges (and strips a root
+        # worker of its capabilities outside it); the new network namespace has no interfaces up.
+        if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0:
+            applied["network"] = "isolated"
+        else:
+            applied["network"] = f"not isolated ({os.strerror(ctypes.get_errno())})"
+    else:
+        applied["network"] = "not isolated (disabled)"
+    if libc is not None and libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
+        applied["no_new_privs"] = "yes"
+        applied["exec"] = _deny_exec(libc)
+    limits = {
+        "RLIMIT_AS": memory_mb * 1024 * 1024,
+        "RLIMIT_NPROC": 0,  # no effect for root, hence the seccomp filter above
+        "RLIMIT_FSIZE": 0,
+        "RLIMIT_NOFILE": 256,
+        "RLIMIT_CORE": 0,
+    }
+    for name, value in limits.items():
+        res = getattr(resource, name, None)
+        if res is None:
+            continue
+        try:
+            resource.setrlimit(res, (value, value))
+            applied[name] = str(value)
+        except (ValueError, OSError) as e:
+            applied[name] = f"not set ({e})"
+    return applied
+
+
+# (AUDIT_ARCH, execve, execveat) syscall numbers per machine.
+_EXEC_SYSCALLS = {"x86_64": (0xC000003E, 59, 322), "aarch64": (0xC00000B7, 221, 281)}
+
+
+def _deny_exec(libc: ctypes.CDLL) -> str:
+    """A seccomp filter that fails execve/execveat with EPERM: no shell, no program, even as root."""
+    arch = _EXEC_SYSCALLS.get(platform.machine())
+    if arch is None:
+        return f"allowed (no seccomp filter for {platform.machine()})"
+    audit_arch, nr_execve, nr_execveat = arch
+    ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    prog = [  # (code, jt, jf, k); seccomp_data: nr at offset 0, arch at offset 4
+        (ld_abs, 0, 0, 4),
+        (jeq, 0, 5, audit_arch),  # another ABI (e.g. i386 via int 0x80): deny
+        (ld_abs, 0, 0, 0),
+        (jge, 3, 0, 0x40000000),  # the x32 ABI: deny
+        (jeq, 2, 0, nr_execve),
+        (jeq, 1, 0, nr_execveat),
+        (ret, 0, 0, allow),
+        (ret, 0, 0, deny),
+    ]
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    filters = (SockFilter * len(prog))(*[SockFilter(*ins) for ins in prog])
+    fprog = SockFprog(len(prog), filters)
+    # prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
+        return f"allowed (seccomp: {os.strerror(ctypes.get_errno())})"
+    return "denied"
+
+
+def _json_safe(obj: Any, depth: int = 0) -> Any:
+    """Details as plain JSON: non-finite floats become None, unknown objects their str()."""
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if depth > 20:
+        return str(obj)[:200]
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v, depth + 1) for v in obj]
+    return str(obj)[:200]
+
+
+def _run_item(verifier: str, response: Any, reference: Any, options: Any) -> dict[str, Any]:
+    from verifiers import registry
+
+    try:
+        result = registry.verify(verifier, response, reference, options)
+    except registry.UnknownVerifierError as e:
+        result = VerifyResult.failure(verifier, str(e))
+    except MemoryError:
+        result = VerifyResult.failure(verifier, f"out of memory (limit {_memory_mb} MB)", sandbox="memory")
+    except BaseException as e:  # noqa: BLE001 - SystemExit/MemoryError inside a verifier: report it
+        result = VerifyResult.failure(verifier, f"{type(e).__name__}: {e}"[:500])
+    if result.error is not None and result.error.startswith("MemoryError"):
+        # registry.verify reports a verifier's MemoryError as-is; say which limit it hit
+        result = VerifyResult.failure(verifier, f"out of memory (limit {_memory_mb} MB)", sandbox="memory")
+    out = result.model_dump()
+    out["details"] = _json_safe(out["details"])
+    return out
+
+
+def _worker_loop(conn: multiprocessing.connection.Connection, memory_mb: int, isolate_network: bool) -> None:
+    """A forked worker: restrict itself, say hello, then answer items until EOF or ``None``."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)  # a stray print() must not hit RLIMIT_FSIZE on a redirected stdout
+    global _memory_mb
+    _memory_mb = memory_mb
+    applied = _restrict(memory_mb, isolate_network)
+    conn.send(("ready", os.getpid(), applied))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # parent gone
+            return
+        if msg is None:
+            return
+        try:
+            out = _run_item(*msg)
+        except BaseException as e:  # noqa: BLE001
+            out = VerifyResult.failure(str(msg[0]), f"{type(e).__name__}: {e}"[:500]).model_dump()
+        try:
+            conn.send(out)
+        except (EOFError, OSError):
+            return
+        except Exception as e:  # noqa: BLE001 - an unpicklable result
+            conn.send(VerifyResult.failure(str(msg[0]), f"result not serialisable: {e}").model_dump())
+
+
+def _zygote_main(cfg: dict[str, Any]) -> None:
+    """The zygote: import the verifiers once, then fork a warm worker per request.
+
+    Control messages are JSON over a SOCK_SEQPACKET pair; a fork request carries the worker's
+    end of a fresh socket pair as an SCM_RIGHTS file descriptor. The zygote exits when the
+    parent's end closes. It never starts threads, so forking it is safe.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    ctl = socket.socket(fileno=cfg["ctl_fd"])
+    try:
+        from verifiers import registry
+
+        for mod in cfg["extra_modules"]:
+            importlib.import_module(mod)
+        registry.names()  # import the built-ins now, not in each worker
+    except BaseException as e:  # noqa: BLE001 - tell the parent why no worker can serve
+        ctl.send(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
+        return
+    ctl.send(b'{"ready": true}')
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(ctl, 65536, 1)
+        except OSError:
+            return
+        if not data:
+            return
+        cmd = json.loads(data)
+        if cmd["op"] == "fork":
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 0
+                try:
+                    ctl.close()
+                    conn = multiprocessing.connection.Connection(fds[0])
+                    _worker_loop(conn, cfg["memory_mb"], cfg["isolate_network"])
+                except BaseException:  # noqa: BLE001
+                    code = 1
+                os._exit(code)
+            for fd in fds:
+                os.close(fd)
+            reply: dict[str, Any] = {"pid": pid}
+        elif cmd["op"] == "reap":
+            reply = {"code": _reap(cmd["pid"])}
+        else:
+            reply = {"error": f"unknown op {cmd['op']!r}"}
+        ctl.send(json.dumps(reply).encode())
+
+
+def _reap(pid: int) -> int | None:
+    """Wait (briefly) for a worker that is dying; its exit code, -N for signal N."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5.0
+        time.sleep(0.002)
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class _Zygote:
+    """The parent's handle on the zygote process (started lazily, restarted if it dies)."""
+
+    def __init__(self, memory_mb: int, isolate_network: bool, extra_modules: tuple[str, ...]):
+        self.cfg = {
+            "memory_mb": memory_mb,
+            "isolate_network": isolate_network,
+            "extra_modules": list(extra_modules),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ctl: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    def _start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cfg = dict(self.cfg, ctl_fd=child.fileno())
+        boot = (
+            "import json, sys; cfg = json.loads(sys.argv[1]); sys.path[:0] = cfg['sys_path']; "
+            "from verifiers.sandbox import _zygote_main; _zygote_main(cfg)"
+        )
+        cfg["sys_path"] = [p for p in sys.path if p]  # test-only verifier modules live on it
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = "1"  # no BLAS thread pools: workers are forked and one item is one core
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", boot, json.dumps(cfg)],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            child.close()
+        parent.settimeout(_READY_TIMEOUT_S)
+        try:
+            hello = json.loads(parent.recv(65536) or b'{"error": "zygote exited"}')
+        except (OSError, ValueError) as e:
+            hello = {"error": f"{type(e).__name__}: {e}"}
+        if "error" in hello:
+            proc.kill()
+            proc.wait()
+            parent.close()
+            raise RuntimeError(f"sandbox zygote failed to start: {hello['error']}")
+        parent.settimeout(30.0)
+        self.proc, self.ctl = proc, parent
+
+    def _ask(self, msg: dict[str, Any], fds: Sequence[int] = ()) -> dict[str, Any]:
+        with self.lock:
+            for attempt in (0, 1):
+                if self.ctl is None:
+                    self._start()
+                assert self.ctl is not None
+                try:
+                    socket.send_fds(self.ctl, [json.dumps(msg).encode()], list(fds))
+                    data = self.ctl.recv(65536)
+                    if not data:
+                        raise EOFError("zygote exited")
+                    return json.loads(data)
+                except (OSError, EOFError, ValueError) as e:
+                    log.warning("sandbox zygote lost (%s); restarting it", e)
+                    self._stop()
+                    if attempt or msg["op"] == "reap":  # a new zygote cannot reap the old one's child
+                        raise RuntimeError(f"sandbox zygote unavailable: {e}") from e
+        raise AssertionError("unreachable")
+
+    def ensure_started(self) -> None:
+        with self.lock:
+            if self.ctl is None:
+                self._start()
+
+    def fork_worker(self) -> tuple[int, multiprocessing.connection.Connection]:
+        """A new warm worker: its pid and a connection to it."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            reply = self._ask({"op": "fork"}, [theirs.fileno()])
+        finally:
+            theirs.close()
+        if "pid" not in reply:
+            mine.close()
+            raise RuntimeError(reply.get("error", "fork failed"))
+        return reply["pid"], multiprocessing.connection.Connection(mine.detach())
+
+    def reap(self, pid: int) -> int | None:
+        """Collect a dead (or killed) worker; its exit code."""
+        try:
+            return self._ask({"op": "reap", "pid": pid}).get("code")
+        except RuntimeError:
+            return None
+
+    def _stop(self) -> None:
+        if self.ctl is not None:
+            self.ctl.close()  # the zygote exits on EOF
+        if self.proc is not None:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.ctl, self.proc = None, None
+
+    def close(self) -> None:
+        with self.lock:
+            self._stop()
+
+
+class _Slot:
+    """One worker process and the supervisor thread that feeds it one item at a time."""
+
+    def __init__(self, pool: SandboxPool, index: int):
+        self.pool = pool
+        self.index = index
+        self.pid: int | None = None
+        self.conn: multiprocessing.connection.Connection | None = None
+        self.busy: tuple[str, float] | None = None
+        self.ready = threading.Event()
+        self.start_error: str | None = None
+        self.thread = threading.Thread(target=self._loop, name=f"sandbox-slot-{index}", daemon=True)
+
+    # -- process management
+    def _spawn(self) -> str | None:
+        """Fork a worker from the zygote and wait for its hello; an error message on failure."""
+        try:
+            pid, conn = self.pool._zygote.fork_worker()
+        except RuntimeError as e:
+            return str(e)
+        try:
+            if not conn.poll(_HELLO_TIMEOUT_S):
+                raise TimeoutError(f"no hello after {_HELLO_TIMEOUT_S:.0f}s")
+            hello = conn.recv()
+        except (EOFError, OSError, TimeoutError) as e:
+            conn.close()
+            _kill(pid)
+            code = self.pool._zygote.reap(pid)
+            return f"worker failed to start: {e or type(e).__name__} (exit code {code})"
+        self.pid, self.conn = pid, conn
+        self.pool.isolation = hello[2]
+        return None
+
+    def _discard(self) -> int | None:
+        """Forget the current worker (killing it if it still runs); returns its exit code."""
+        pid, conn = self.pid, self.conn
+        self.pid, self.conn = None, None
+        if conn is not None:
+            conn.close()
+        if pid is None:
+            return None
+        _kill(pid)
+        return self.pool._zygote.reap(pid)
+
+    def _restart(self, verifier: str) -> None:
+        self._discard()
+        err = self._spawn()
+        self.pool._emit("restart", verifier)
+        if err:
+            log.error("sandbox worker %d could not restart: %s", self.index, err)
+
+    # -- the supervisor loop
+    def _loop(self) -> None:
+        self.start_error = self._spawn()
+        self.ready.set()
+        while True:
+            job = self.pool._queue.get()
+            if job is _STOP:
+                break
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                result, dead = self._execute(job)
+            except Exception as e:  # noqa: BLE001 - never leave a future unresolved
+                log.exception("sandbox slot %d failed", self.index)
+                result = VerifyResult.failure(job.verifier, f"sandbox error: {e}", sandbox="error")
+                dead = True
+            job.future.set_result(result)
+            if dead and not self.pool._closed:
+                self._restart(job.verifier)
+        self._shutdown()
+
+    def _execute(self, job: _Job) -> tuple[VerifyResult, bool]:
+        """Run one item on this slot's worker; returns (result, worker_needs_replacing)."""
+        if self.conn is None:
+            err = self._spawn()
+            if err:
+                return VerifyResult.failure(
+                    job.verifier, f"sandbox unavailable: {err}", sandbox="unavailable"
+                ), False
+        msg = (job.verifier, job.response, job.reference, job.options)
+        assert self.conn is not None
+        try:
+            self.conn.send(msg)
+        except (OSError, EOFError):  # the worker died while idle: the item has not run, resend
+            self._restart(job.verifier)
+            if self.conn is None:
+                return VerifyResult.failure(job.verifier, "sandbox unavailable", sandbox="unavailable"), False
+            self.conn.send(msg)
+        except Exception as e:  # noqa: BLE001 - e.g. an unpicklable reference from the Python API
+            return VerifyResult.failure(job.verifier, f"request not serialisable: {e}"), False
+        self.busy = (job.verifier, time.monotonic())
+        try:
+            if not self.conn.poll(job.timeout_s):
+                self._discard()
+                self.pool._emit("timeout", job.verifier)
+                return VerifyResult.failure(
+                    job.verifier, f"timeout after {job.timeout_s:g}s", sandbox="timeout"
+                ), True
+            payload = self.conn.recv()
+        except (EOFError, OSError):
+            code = self._discard()
+            self.pool._emit("crash", job.verifier)
+            return VerifyResult.failure(
+                job.verifier, f"worker crashed (exit code {code})", sandbox="crash"
+            ), True
+        finally:
+            self.busy = None
+        return VerifyResult.model_validate(payload), False
+
+    def _shutdown(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.send(None)
+            except (OSError, EOFError):
+                pass
+        self._discard()
+
+    def info(self) -> WorkerInfo:
+        pid, busy = self.pid, self.busy
+        return WorkerInfo(
+            slot=self.index,
+            pid=pid,
+            alive=pid is not None and _running(pid),
+            busy_verifier=busy[0] if busy else None,
+            busy_for_s=round(time.monotonic() - busy[1], 3) if busy else None,
+        )
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _running(pid: int) -> bool:
+    """Is ``pid`` a live process (not a zombie)? Linux reads /proc; elsewhere, signal 0."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+class SandboxPool:
+    """A pool of warm verifier worker processes; every item bounded by a timeout and rlimits."""
+
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout_s: float = 3.0,
+        memory_mb: int = 2048,
+        extra_modules: Sequence[str] = (),
+        isolate_network: bool = True,
+        on_event: EventHook | None = None,
+    ):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        if not timeout_s > 0:
+            raise ValueError("timeout_s must be > 0")
+        self.workers = workers
+        self.timeout_s = float(timeout_s)
+        self.memory_mb = memory_mb
+        self.extra_modules = tuple(extra_modules)
+        self.isolate_network = isolate_network
+        self.isolation: dict[str, str] = {}
+        self._on_event = on_event
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._zygote = _Zygote(memory_mb, isolate_network, self.extra_modules)
+        self._slots = [_Slot(self, i) for i in range(workers)]
+        self._started = False
+        self._closed = False
+        self._stats_lock = threading.Lock()
+        self.stats = {"timeouts": 0, "crashes": 0, "restarts": 0}
+
+    def start(self) -> SandboxPool:
+        """Start every worker and wait until each has imported the verifiers."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self._zygote.ensure_started()
+        except RuntimeError:
+            self._closed = True
+            raise
+        for slot in self._slots:
+            slot.thread.start()
+        for slot in self._slots:
+            slot.ready.wait()
+        errors = [s.start_error for s in self._slots if s.start_error]
+        if errors:
+            self.close()
+            raise RuntimeError(f"sandbox workers failed to start: {errors[0]}")
+        return self
+
+    def _emit(self, kind: str, verifier: str) -> None:
+        key = {"timeout": "timeouts", "crash": "crashes", "restart": "restarts"}[kind]
+        with self._stats_lock:
+            self.stats[key] += 1
+        if self._on_event is not None:
+            try:
+                self._on_event(kind, verifier)
+            except Exception:  # noqa: BLE001 - a metrics hook must not break the pool
+                log.exception("sandbox event hook failed")
+
+    # -- submission
+    def submit(
+        self,
+        verifier: str,
+        response: Any,
+        reference: Any = None,
+        options: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> concurrent.futures.Future[VerifyResult]:
+        """Queue one item; the future resolves to its `VerifyResult` (never raises)."""
+        if self._closed:
+            raise RuntimeError("sandbox pool is closed")
+        if not self._started:
+            self.start()
+        fut: concurrent.futures.Future[VerifyResult] = concurrent.futures.Future()
+        t = self.timeout_s if timeout_s is None else min(float(timeout_s), self.timeout_s)
+        self._queue.put(_Job(verifier, response, reference, dict(options or {}), t, fut))
+        return fut
+
+    def verify(
+        self,
+        verifier: str,
+        response: Any,
+        reference: Any = None,
+        options: dict[str, Any] | None = None,
+    ) -> VerifyResult:
+        """Run one item in the sandbox and wait for it."""
+        return self.submit(verifier, response, reference, options).result()
+
+    def map(self, requests: Sequence[VerifyRequest]) -> list[VerifyResult]:
+        """Run many items concurrently; results in request order."""
+        futs = [self.submit(r.verifier, r.response, r.reference, r.options) for r in requests]
+        return [f.result() for f in futs]
+
+    async def run_one(self, request: VerifyRequest) -> VerifyResult:
+        """Asyncio: run one item without blocking the event loop."""
+        fut = self.submit(request.verifier, request.response, request.reference, request.options)
+        return await asyncio.wrap_future(fut)
+
+    async def run(self, requests: Sequence[VerifyRequest]) -> list[VerifyResult]:
+        """Asyncio: run many items concurrently; results in request order."""
+        futs = [
+            asyncio.wrap_future(self.submit(r.verifier, r.response, r.reference, r.options))
+            for r in requests
+        ]
+        return list(await asyncio.gather(*futs))
+
+    # -- introspection and shutdown
+    def worker_info(self) -> list[WorkerInfo]:
+        """Pids and current items of the workers (tests and the debug route kill them by pid)."""
+        return [s.info() for s in self._slots]
+
+    def alive(self) -> int:
+        return sum(1 for s in self._slots if s.info().alive)
+
+    def close(self) -> None:
+        """Fail queued items, stop the supervisors and end every worker."""
+        if self._closed:
+            return
+        self._closed = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP and job.future.set_running_or_notify_cancel():
+                job.future.set_result(VerifyResult.failure(job.verifier, "sandbox pool closed", sandbox="closed"))
+        for _ in self._slots:
+            self._queue.put(_STOP)
+        for slot in self._slots:
+            if slot.thread.is_alive():
+                slot.thread.join(self.timeout_s + 5)
+            slot._discard()
+        self._zygote.close()
+
+    def __enter__(self) -> SandboxPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
