@@ -95,7 +95,7 @@ def test_extra_and_missing_boxes_cost():
 def test_too_many_boxes_score_zero():
     spam = "<bbox>0 0 100 100</bbox>" * 101
     r = ground(spam, [[0, 0, 100, 100]])
-    assert r.reward == 0.0 and "too many boxes" in r.error
+    assert r.reward == 0.0 and r.error is None and "too many boxes" in r.details["reason"]
     assert ground("<bbox>0 0 100 100</bbox>" * 3, [[0, 0, 100, 100]], max_boxes=2).reward == 0.0
 
 

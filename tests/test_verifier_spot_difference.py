@@ -86,7 +86,8 @@ def test_spamming_boxes_does_not_pay():
 
 def test_too_many_boxes_score_zero():
     r = spot(bbox(REFS[0]) + bbox(REFS[1]) + bbox([1, 1, 2, 2]) * 99)
-    assert r.reward == 0.0 and "too many boxes: 101 > max_boxes 100" in r.error
+    assert r.reward == 0.0 and r.error is None
+    assert "too many boxes: 101 > max_boxes 100" in r.details["reason"]
     assert spot(bbox(REFS[0]) * 3, max_boxes=2).reward == 0.0
 
 

@@ -73,7 +73,7 @@ def verify_grounding(response: str, reference: Any, options: dict[str, Any]) -> 
     if len(items) > opts.max_boxes:
         msg = f"too many {kind}{'es' if kind == 'box' else 's'}: {len(items)} > max_boxes {opts.max_boxes}"
         details["reason"] = msg
-        return VerifyResult(reward=0.0, correct=False, details=details, error=msg)
+        return VerifyResult(reward=0.0, correct=False, details=details)
 
     scale = opts.scale("response")
     if kind == "box":

@@ -54,7 +54,7 @@ def verify_spot_difference(response: str, reference: Any, options: dict[str, Any
     if len(items) > opts.max_boxes:
         msg = f"too many boxes: {len(items)} > max_boxes {opts.max_boxes}"
         details["reason"] = msg
-        return VerifyResult(reward=0.0, correct=False, details=details, error=msg)
+        return VerifyResult(reward=0.0, correct=False, details=details)
 
     preds = [normalize_box(p.values, opts.scale("response")) for p in items]
     pairs = match(iou_matrix(preds, refs), opts.iou_threshold)
