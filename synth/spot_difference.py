@@ -1,0 +1,194 @@
+"""Spot the difference: two images of a scene with k small changes → one box per change.
+
+Ground truth ``{"boxes": [...]}`` for the `spot_difference` verifier. Boxes are in 0–1000
+coordinates **of the second image** (in the ``side_by_side`` layout: of the right half, which
+is the second image). A change is a colour swap, a removal (box: where the object was), an
+addition (box: the new object) or a small move (box: the union of old and new place, one
+region per change).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from PIL import Image
+
+from synth.render import render_scene
+from synth.scene import (
+    EASY_COLOURS,
+    EASY_SHAPES,
+    HARD_COLOURS,
+    HARD_SHAPES,
+    Box,
+    Obj,
+    Scene,
+    indefinite,
+    overlaps,
+    place_box,
+    region_words,
+    scatter,
+    snap,
+)
+from synth.task import Sample, TaskSpec
+
+CHANGES = ("colour", "remove", "add", "move")
+
+
+@dataclass(frozen=True)
+class SpotDifferenceConfig:
+    width: int = 112  # of each image
+    height: int = 112
+    n_objects: tuple[int, int] = (2, 3)
+    n_changes: tuple[int, int] = (1, 1)
+    size_range: tuple[int, int] = (200, 250)
+    grid: int = 50
+    gap: int = 100  # wide gaps keep each change's region apart from the others
+    changes: tuple[str, ...] = ("colour", "remove", "add")
+    shapes: tuple[str, ...] = EASY_SHAPES
+    colours: tuple[str, ...] = EASY_COLOURS
+    layout: Literal["pair", "side_by_side"] = "pair"  # two images, or one image twice as wide
+
+
+PRESETS = {
+    "easy": SpotDifferenceConfig(),
+    "hard": SpotDifferenceConfig(
+        width=224,
+        height=224,
+        n_objects=(4, 8),
+        n_changes=(1, 3),
+        size_range=(100, 160),
+        grid=10,
+        gap=60,
+        changes=CHANGES,
+        shapes=HARD_SHAPES,
+        colours=HARD_COLOURS,
+    ),
+}
+
+
+def union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _apply(
+    rng: random.Random,
+    cfg: SpotDifferenceConfig,
+    objects: list[Obj | None],
+    change: str,
+    region_boxes: list[Box],
+    index: int,
+) -> tuple[Box, str] | None:
+    """Apply one change to ``objects`` (in place); its region and a phrase, or None if impossible."""
+    others = [b for j, b in enumerate(region_boxes) if j != index]
+    o = objects[index]
+    if o is None:
+        return None
+    if change == "colour":
+        new = rng.choice([c for c in cfg.colours if c != o.colour])
+        objects[index] = Obj(o.shape, new, o.box)
+        return o.box, f"the {o.name} turned {new}"
+    if change == "remove":
+        objects[index] = None
+        return o.box, f"the {o.name} is gone"
+    if change == "move":
+        size = o.box[2] - o.box[0]
+        for _ in range(50):
+            dx, dy = (snap(rng.uniform(-0.8, 0.8) * size, cfg.grid) for _ in range(2))
+            if abs(dx) + abs(dy) < size // 2:
+                continue
+            box = (o.box[0] + dx, o.box[1] + dy, o.box[2] + dx, o.box[3] + dy)
+            if min(box) < 0 or max(box) > 1000:
+                continue
+            region = union(o.box, box)
+            if any(overlaps(region, b, cfg.gap // 2) for b in others):
+                continue
+            objects[index] = Obj(o.shape, o.colour, box)
+            return region, f"the {o.name} moved"
+        return None
+    raise ValueError(f"unknown change {change!r}; known: {', '.join(CHANGES)}")
+
+
+def make(rng: random.Random, cfg: SpotDifferenceConfig) -> Sample:
+    """A scene, its changed copy, and the boxes of the changes (in the second image)."""
+    while True:
+        n = rng.randint(*cfg.n_objects)
+        k = rng.randint(*cfg.n_changes)
+        kinds = [(rng.choice(cfg.shapes), rng.choice(cfg.colours)) for _ in range(n)]
+        objects = scatter(rng, kinds, size_range=cfg.size_range, grid=cfg.grid, gap=cfg.gap)
+        if objects is None:
+            continue
+        result = _changes(rng, cfg, objects, k)
+        if result is not None:
+            break
+    changed, regions, phrases = result
+    first = Scene(cfg.width, cfg.height, tuple(objects))
+    second = Scene(cfg.width, cfg.height, tuple(changed))
+    # reading order of the regions, as the reference answer lists them
+    order = sorted(range(len(regions)), key=lambda i: (regions[i][1], regions[i][0]))
+    regions = [regions[i] for i in order]
+    phrases = [phrases[i] for i in order]
+    images = [render_scene(first), render_scene(second)]
+    if cfg.layout == "side_by_side":
+        both = Image.new("RGB", (2 * cfg.width, cfg.height), (255, 255, 255))
+        both.paste(images[0], (0, 0))
+        both.paste(images[1], (cfg.width, 0))
+        images = [both]
+        prompt = "<image>The right half is a changed copy of the left half."
+    else:
+        prompt = "Image 1: <image> Image 2: <image> Image 2 is a changed copy of image 1."
+    prompt += " Box each difference in image 2 with <bbox>x1 y1 x2 y2</bbox>."
+    where = "; ".join(
+        f"{p} at the {region_words(r)}" for p, r in zip(phrases, regions, strict=True)
+    )
+    count = f"{len(regions)} difference{'s' if len(regions) > 1 else ''}"
+    answer = "".join(f"<bbox>{' '.join(str(v) for v in r)}</bbox>" for r in regions)
+    return Sample(
+        prompt=prompt,
+        ground_truth={"boxes": [list(r) for r in regions]},
+        reference_response=f"<think>{count}: {where}</think>{answer}",
+        content={"first": first.to_dict(), "second": second.to_dict(), "layout": cfg.layout},
+        images=images,
+    )
+
+
+def _changes(
+    rng: random.Random, cfg: SpotDifferenceConfig, objects: list[Obj], k: int
+) -> tuple[list[Obj], list[Box], list[str]] | None:
+    changed: list[Obj | None] = list(objects)
+    regions: list[Box] = []
+    phrases: list[str] = []
+    boxes = [o.box for o in objects]
+    targets = rng.sample(range(len(objects)), min(k, len(objects)))
+    for index in targets:
+        change = rng.choice(cfg.changes)
+        if change == "add":
+            box = place_box(rng, boxes, cfg.size_range, cfg.grid, cfg.gap)
+            if box is None:
+                return None
+            boxes.append(box)
+            new = Obj(rng.choice(cfg.shapes), rng.choice(cfg.colours), box)
+            changed.append(new)
+            regions.append(box)
+            phrases.append(f"{indefinite(new.name)} appeared")
+            continue
+        done = _apply(rng, cfg, changed, change, boxes, index)
+        if done is None:
+            return None
+        regions.append(done[0])
+        phrases.append(done[1])
+        boxes[index] = done[0]
+    return [o for o in changed if o is not None], regions, phrases
+
+
+SPEC = TaskSpec(
+    name="spot_difference",
+    ability="spot_difference",
+    style="rule",
+    verifier="spot_difference",
+    config=SpotDifferenceConfig,
+    presets=PRESETS,
+    make=make,
+    description="box the k changes between two renderings of a scene",
+)

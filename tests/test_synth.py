@@ -1,0 +1,240 @@
+"""Synthetic tasks: determinism, split disjointness, drawn geometry, and the tie to the verifiers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import verifiers
+from hybridrl.records import load_image, load_video
+from synth import TASKS, generate, get_task
+from synth.caption import CORRUPTIONS, caption_of, corrupt_caption
+from synth.render import draw_shape, to_pixels
+from synth.scene import COLOURS, SHAPES, Scene
+from synth.task import config_with
+
+ALL = list(TASKS)
+VERIFIABLE = [t for t, spec in TASKS.items() if spec.verifier]
+
+
+def _dump(records):
+    return [r.model_dump() for r in records]
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+def test_same_seed_same_records_other_seed_other_records(difficulty):
+    a = generate(ALL, 16, seed=11, difficulty=difficulty)
+    b = generate(ALL, 16, seed=11, difficulty=difficulty)
+    c = generate(ALL, 16, seed=12, difficulty=difficulty)
+    assert _dump(a) == _dump(b)
+    assert all(x.model_dump() != y.model_dump() for x, y in zip(a, c, strict=True))
+    assert [r.extra_info.task for r in a] == ALL * 2  # round-robin interleaving
+
+
+def _media_hash(rec) -> str:
+    h = hashlib.sha256(rec.user_text().encode())
+    for im in rec.images:
+        h.update(im.bytes)
+    for v in rec.videos:
+        for f in v.frames:
+            h.update(f.bytes)
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("test_seed", [0, 1])
+def test_train_and_test_never_share_content(test_seed):
+    train = generate(ALL, 400, seed=0, split="train")
+    test = generate(ALL, 200, seed=test_seed, split="test")
+    assert {r.extra_info.split for r in train} == {"train"}
+    assert {r.extra_info.split for r in test} == {"test"}
+    assert not {r.extra_info.content_hash for r in train} & {
+        r.extra_info.content_hash for r in test
+    }
+    assert not {_media_hash(r) for r in train} & {_media_hash(r) for r in test}
+    # no repeats inside a split either, at this size
+    assert len({r.extra_info.content_hash for r in test}) == len(test)
+
+
+@pytest.mark.parametrize("task", VERIFIABLE)
+@pytest.mark.parametrize("difficulty", ["easy", "hard"])
+def test_reference_responses_earn_full_reward(task, difficulty):
+    spec = get_task(task)
+    try:
+        verifiers.get(spec.verifier)
+    except verifiers.UnknownVerifierError:
+        pytest.skip(f"verifier {spec.verifier!r} is not registered yet")
+    for rec in generate(task, 50, seed=3, difficulty=difficulty):
+        info = rec.extra_info
+        assert info.verifier == spec.verifier and rec.reward_model.style == "rule"
+        result = verifiers.verify(
+            info.verifier,
+            info.reference_response,
+            rec.reward_model.ground_truth,
+            {"require_format": True},
+        )
+        assert result.error is None, (info.reference_response, result.error)
+        assert result.reward == 1.0, (
+            info.reference_response,
+            rec.reward_model.ground_truth,
+            result.details,
+        )
+
+
+def _wrong(task: str, gt: dict) -> str:
+    """A formatted but wrong answer for a task's ground truth."""
+    if task in ("grounding", "spot_difference"):
+        x1, y1, x2, y2 = gt["boxes"][0]
+        return f"<think>x</think><bbox>{1000 - x2} {1000 - y2} {1000 - x1} {1000 - y1}</bbox>"
+    if task == "counting":
+        return f"<think>x</think>{gt['count'] + 1}"
+    if task in ("math", "temporal"):
+        return "<think>x</think>\\boxed{1234567}"
+    if task == "puzzle":
+        return "<think>x</think>" + ("A" if gt["answer"] != "A" else "B")
+    if task == "instruction":  # break the first constraint
+        c = gt["constraints"][0]
+        if c["id"] == "length_constraints:number_words":
+            at_least = c["kwargs"]["relation"] == "at least"
+            return "<think>x</think>" + ("x" if at_least else "x " * 200)
+        return (
+            "<think>x</think>"
+            + {
+                "punctuation:no_comma": "a, b",
+                "change_case:english_lowercase": "A RED CIRCLE",
+                "change_case:english_capital": "a red circle",
+                "detectable_format:json_format": "not json",
+            }[c["id"]]
+        )
+    raise AssertionError(task)
+
+
+@pytest.mark.parametrize("task", VERIFIABLE)
+def test_wrong_answers_are_not_rewarded(task):
+    spec = get_task(task)
+    try:
+        verifiers.get(spec.verifier)
+    except verifiers.UnknownVerifierError:
+        pytest.skip(f"verifier {spec.verifier!r} is not registered yet")
+    for rec in generate(task, 10, seed=4):
+        gt = rec.reward_model.ground_truth
+        result = verifiers.verify(spec.verifier, _wrong(task, gt), gt, {"require_format": True})
+        assert result.reward < 1.0, (task, gt)
+        # the reference answer without its think block breaks the required format
+        bare = rec.extra_info.reference_response.split("</think>", 1)[1]
+        assert verifiers.verify(spec.verifier, bare, gt, {"require_format": True}).reward == 0.0
+
+
+def test_text_fits_the_tiny_tokenizer_and_images_the_patch_grid():
+    printable = {chr(c) for c in range(32, 127)} | {"\n"}
+    for difficulty in ("easy", "hard"):
+        for rec in generate(ALL, 80, seed=2, difficulty=difficulty):
+            for text in (rec.user_text(), rec.extra_info.reference_response):
+                assert set(text) <= printable, text
+            sizes = [load_image(im).size for im in rec.images]
+            sizes += [f.size for v in rec.videos for f in load_video(v)[0]]
+            assert sizes, rec.data_source
+            assert all(w % 28 == 0 and h % 28 == 0 for w, h in sizes), (rec.data_source, sizes)
+            if difficulty == "easy" and rec.extra_info.task != "spot_difference":
+                assert all(s == (112, 112) for s in sizes)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_shape_covers_exactly_its_box(shape):
+    rng = random.Random(0)
+    for _ in range(20):
+        w = rng.choice([112, 224])
+        x1, y1 = rng.randrange(0, 700, 10), rng.randrange(0, 700, 10)
+        side = rng.randrange(100, 300, 10)
+        box = (x1, y1, x1 + side, y1 + side)
+        image = Image.new("RGB", (w, w), (255, 255, 255))
+        draw_shape(ImageDraw.Draw(image), shape, to_pixels(box, w, w), "red")
+        ys, xs = np.nonzero((np.asarray(image) != 255).any(axis=2))
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == to_pixels(box, w, w)
+
+
+def _colour_mask(image: Image.Image, colour: str) -> np.ndarray:
+    return (np.asarray(image) == np.array(COLOURS[colour])).all(axis=2)
+
+
+def test_grounding_box_is_where_the_target_is_drawn():
+    for rec in generate("grounding", 30, seed=6, difficulty="hard"):
+        colour, shape = rec.user_text().split("Where is the ")[1].split("?")[0].split()
+        image = load_image(rec.images[0])
+        x1, y1, x2, y2 = rec.reward_model.ground_truth["boxes"][0]
+        px = to_pixels((x1, y1, x2, y2), image.width, image.height)
+        inside = _colour_mask(image, colour)[px[1] : px[3], px[0] : px[2]]
+        # the target's colour fills much of the box (a star covers the least of it)
+        assert inside.mean() > 0.25, (shape, colour)
+
+
+def test_temporal_target_appears_at_the_answered_second():
+    for rec in generate("temporal", 12, seed=8, difficulty="hard"):
+        frames, fps = load_video(rec.videos[0])
+        k = rec.extra_info.model_extra["appear_frame"]
+        assert float(rec.reward_model.ground_truth["answer"]) == pytest.approx(k / fps)
+        colour = rec.user_text().split("When does the ")[1].split()[0]
+        present = [_colour_mask(f, colour).sum() for f in frames]
+        # distractors may share the target's colour (and move), but they add no new object
+        assert min(present[k:]) > max(present[:k]) + 50
+
+
+def test_caption_records_and_one_fact_corruptions():
+    for rec in generate("caption", 20, seed=9, difficulty="hard"):
+        assert rec.reward_model.style == "model" and rec.extra_info.verifier is None
+        graph = rec.extra_info.model_extra["scene_graph"]
+        scene = Scene.from_dict(json.loads(graph))
+        assert caption_of(scene) == rec.reward_model.ground_truth["caption"]
+        assert rec.extra_info.reference_response.endswith(caption_of(scene))
+        for i, kind in enumerate(CORRUPTIONS):
+            wrong, got = corrupt_caption(graph, seed=i, kind=kind)
+            assert got == kind and wrong != caption_of(scene)
+            if kind != "count":
+                assert wrong.split(":")[0] == caption_of(scene).split(":")[0]  # same object count
+            else:
+                assert wrong.split(":")[0] != caption_of(scene).split(":")[0]
+        assert corrupt_caption(graph, seed=1) == corrupt_caption(graph, seed=1)
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt_caption(graph, kind="mood")
+
+
+def test_difficulty_and_config_overrides():
+    spec = get_task("counting")
+    cfg = config_with(spec.preset("easy"), {"count_range": (7, 7), "distractor_range": (0, 0)})
+    recs = generate("counting", 5, seed=1, configs={"counting": cfg})
+    assert [r.reward_model.ground_truth["count"] for r in recs] == [7] * 5
+    with pytest.raises(ValueError, match="unknown CountingConfig field"):
+        config_with(cfg, {"colour_count": 3})
+    with pytest.raises(ValueError, match="unknown difficulty 'medium'"):
+        generate("counting", 1, difficulty="medium")
+    with pytest.raises(ValueError, match="unknown task 'sudoku'; known tasks: math"):
+        generate("sudoku", 1)
+    with pytest.raises(ValueError, match="n must be positive"):
+        generate("math", 0)
+
+
+def test_spot_difference_side_by_side_layout():
+    cfg = config_with(get_task("spot_difference").preset("easy"), {"layout": "side_by_side"})
+    (rec,) = generate("spot_difference", 1, seed=0, configs={"spot_difference": cfg})
+    assert len(rec.images) == 1 and load_image(rec.images[0]).size == (224, 112)
+    assert rec.user_text().count("<image>") == 1
+
+
+def test_math_glyphs_sit_in_patches():
+    # easy math: every glyph's ink lies inside one 14x14 patch of its cell row
+    for rec in generate("math", 10, seed=10):
+        ink = (np.asarray(load_image(rec.images[0])) < 128).any(axis=2)
+        rows = np.nonzero(ink.any(axis=1))[0]
+        assert rows.max() // 14 == rows.min() // 14, rec.extra_info.model_extra["problem"]
+        cols = np.nonzero(ink.any(axis=0))[0]
+        assert len({c // 14 for c in cols}) == len(rec.extra_info.model_extra["problem"])
+
+
+def test_png_bytes_decode():
+    (rec,) = generate("puzzle", 1, seed=0)
+    assert Image.open(io.BytesIO(rec.images[0].bytes)).format == "PNG"
