@@ -40,7 +40,9 @@ def probe_crash(response: str, reference: Any, options: dict[str, Any]) -> Verif
 @register("probe_pid", version="1")
 def probe_pid(response: str, reference: Any, options: dict[str, Any]) -> VerifyResult:
     """Report the worker's pid (and echo the response length)."""
-    return VerifyResult(reward=1.0, correct=True, details={"pid": os.getpid(), "chars": len(response)})
+    return VerifyResult(
+        reward=1.0, correct=True, details={"pid": os.getpid(), "chars": len(response)}
+    )
 
 
 @register("probe_alloc", version="1")

@@ -147,7 +147,12 @@ def _deny_exec(libc: ctypes.CDLL) -> str:
     ]
 
     class SockFilter(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+        _fields_ = [
+            ("code", ctypes.c_ushort),
+            ("jt", ctypes.c_ubyte),
+            ("jf", ctypes.c_ubyte),
+            ("k", ctypes.c_uint),
+        ]
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
@@ -160,7 +165,7 @@ def _deny_exec(libc: ctypes.CDLL) -> str:
     return "denied"
 
 
-def _json_safe(obj: Any, depth: int = 0) -> Any:
+def json_safe(obj: Any, depth: int = 0) -> Any:
     """Details as plain JSON: non-finite floats become None, unknown objects their str()."""
     if obj is None or isinstance(obj, bool | int | str):
         return obj
@@ -169,9 +174,9 @@ def _json_safe(obj: Any, depth: int = 0) -> Any:
     if depth > 20:
         return str(obj)[:200]
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v, depth + 1) for k, v in obj.items()}
+        return {str(k): json_safe(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v, depth + 1) for v in obj]
+        return [json_safe(v, depth + 1) for v in obj]
     return str(obj)[:200]
 
 
@@ -183,18 +188,24 @@ def _run_item(verifier: str, response: Any, reference: Any, options: Any) -> dic
     except registry.UnknownVerifierError as e:
         result = VerifyResult.failure(verifier, str(e))
     except MemoryError:
-        result = VerifyResult.failure(verifier, f"out of memory (limit {_memory_mb} MB)", sandbox="memory")
+        result = VerifyResult.failure(
+            verifier, f"out of memory (limit {_memory_mb} MB)", sandbox="memory"
+        )
     except BaseException as e:  # noqa: BLE001 - SystemExit/MemoryError inside a verifier: report it
         result = VerifyResult.failure(verifier, f"{type(e).__name__}: {e}"[:500])
     if result.error is not None and result.error.startswith("MemoryError"):
         # registry.verify reports a verifier's MemoryError as-is; say which limit it hit
-        result = VerifyResult.failure(verifier, f"out of memory (limit {_memory_mb} MB)", sandbox="memory")
+        result = VerifyResult.failure(
+            verifier, f"out of memory (limit {_memory_mb} MB)", sandbox="memory"
+        )
     out = result.model_dump()
-    out["details"] = _json_safe(out["details"])
+    out["details"] = json_safe(out["details"])
     return out
 
 
-def _worker_loop(conn: multiprocessing.connection.Connection, memory_mb: int, isolate_network: bool) -> None:
+def _worker_loop(
+    conn: multiprocessing.connection.Connection, memory_mb: int, isolate_network: bool
+) -> None:
     """A forked worker: restrict itself, say hello, then answer items until EOF or ``None``."""
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -219,7 +230,9 @@ def _worker_loop(conn: multiprocessing.connection.Connection, memory_mb: int, is
         except (EOFError, OSError):
             return
         except Exception as e:  # noqa: BLE001 - an unpicklable result
-            conn.send(VerifyResult.failure(str(msg[0]), f"result not serialisable: {e}").model_dump())
+            conn.send(
+                VerifyResult.failure(str(msg[0]), f"result not serialisable: {e}").model_dump()
+            )
 
 
 def _zygote_main(cfg: dict[str, Any]) -> None:
@@ -350,7 +363,9 @@ class _Zygote:
                 except (OSError, EOFError, ValueError) as e:
                     log.warning("sandbox zygote lost (%s); restarting it", e)
                     self._stop()
-                    if attempt or msg["op"] == "reap":  # a new zygote cannot reap the old one's child
+                    if (
+                        attempt or msg["op"] == "reap"
+                    ):  # a new zygote cannot reap the old one's child
                         raise RuntimeError(f"sandbox zygote unavailable: {e}") from e
         raise AssertionError("unreachable")
 
@@ -481,7 +496,9 @@ class _Slot:
         except (OSError, EOFError):  # the worker died while idle: the item has not run, resend
             self._restart(job.verifier)
             if self.conn is None:
-                return VerifyResult.failure(job.verifier, "sandbox unavailable", sandbox="unavailable"), False
+                return VerifyResult.failure(
+                    job.verifier, "sandbox unavailable", sandbox="unavailable"
+                ), False
             self.conn.send(msg)
         except Exception as e:  # noqa: BLE001 - e.g. an unpicklable reference from the Python API
             return VerifyResult.failure(job.verifier, f"request not serialisable: {e}"), False
@@ -491,7 +508,7 @@ class _Slot:
                 self._discard()
                 self.pool._emit("timeout", job.verifier)
                 return VerifyResult.failure(
-                    job.verifier, f"timeout after {job.timeout_s:g}s", sandbox="timeout"
+                    job.verifier, f"timeout after {_seconds(job.timeout_s)}s", sandbox="timeout"
                 ), True
             payload = self.conn.recv()
         except (EOFError, OSError):
@@ -521,6 +538,11 @@ class _Slot:
             busy_verifier=busy[0] if busy else None,
             busy_for_s=round(time.monotonic() - busy[1], 3) if busy else None,
         )
+
+
+def _seconds(t: float) -> str:
+    """3 -> '3.0', 0.25 -> '0.25': the form the timeout errors use."""
+    return f"{t:.1f}" if t == round(t, 1) else f"{t:g}"
 
 
 def _kill(pid: int) -> None:
@@ -672,7 +694,9 @@ class SandboxPool:
             except queue.Empty:
                 break
             if job is not _STOP and job.future.set_running_or_notify_cancel():
-                job.future.set_result(VerifyResult.failure(job.verifier, "sandbox pool closed", sandbox="closed"))
+                job.future.set_result(
+                    VerifyResult.failure(job.verifier, "sandbox pool closed", sandbox="closed")
+                )
         for _ in self._slots:
             self._queue.put(_STOP)
         for slot in self._slots:

@@ -1,0 +1,60 @@
+"""``hybridrl serve ...``: the long-running services (verifier API; the reward-model server)."""
+
+from __future__ import annotations
+
+import typer
+
+serve_app = typer.Typer(help="Run hybridrl's services.", no_args_is_help=True)
+
+
+@serve_app.callback()
+def _serve() -> None:
+    """Run hybridrl's services (the verifier HTTP API, the reward-model server)."""
+
+
+@serve_app.command("verifier")
+def serve_verifier(
+    host: str | None = typer.Option(
+        None, help="bind address (env HYBRIDRL_HOST, default 127.0.0.1)"
+    ),
+    port: int | None = typer.Option(None, help="port (env HYBRIDRL_PORT, default 8000)"),
+    workers: int | None = typer.Option(
+        None, help="sandbox worker processes (env HYBRIDRL_WORKERS)"
+    ),
+    timeout: float | None = typer.Option(
+        None, help="seconds one verification may take (env HYBRIDRL_TIMEOUT_S, default 3)"
+    ),
+    memory_mb: int | None = typer.Option(
+        None, help="address-space limit per worker in MiB (env HYBRIDRL_MEMORY_MB, default 2048)"
+    ),
+    redis_url: str | None = typer.Option(
+        None, help="shared cache, e.g. redis://127.0.0.1:6379/0 (env HYBRIDRL_REDIS_URL)"
+    ),
+    access_log: bool | None = typer.Option(
+        None, "--access-log/--no-access-log", help="log every request"
+    ),
+) -> None:
+    """Serve the verifier HTTP API (FastAPI + uvicorn) over a sandboxed worker pool."""
+    from pydantic import ValidationError
+
+    from services.settings import VerifierServiceSettings
+
+    flags = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "timeout_s": timeout,
+        "memory_mb": memory_mb,
+        "redis_url": redis_url,
+        "access_log": access_log,
+    }
+    try:
+        settings = VerifierServiceSettings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as e:
+        for err in e.errors():
+            typer.echo(f"error: {'.'.join(map(str, err['loc']))}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+    from services.verifier_api import serve
+
+    serve(settings)
