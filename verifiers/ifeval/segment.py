@@ -43,6 +43,7 @@ _PUNKT_TOKEN = re.compile(
 _NUMBER = re.compile(r"^-?[.,]?\d[\d,.-]*\.?$")
 _INITIAL = re.compile(r"^[^\W\d]\.$")
 _ELLIPSIS = re.compile(r"^\.\.+$")
+_LEADING_LETTERS = re.compile(r"[^\W\d_]+")
 # Closing quotes and brackets that Punkt moves from the start of a sentence to the end of the
 # previous one.
 _REALIGN = re.compile(r"""["')\]}]+?(?:\s+|(?=--)|$)""")
@@ -104,7 +105,8 @@ def _starts_sentence(tok: _Tok) -> bool | None:
     if tok.text in (";", ":", ",", ".", "!", "?"):
         return False
     if tok.first_upper:
-        return True if tok.word in _SENTENCE_STARTERS else None
+        stem = _LEADING_LETTERS.match(tok.word)  # "It's" and "However," count as "it", "however"
+        return True if stem and stem.group() in _SENTENCE_STARTERS else None
     if tok.first_lower:
         # A lower-case word after a period continues the sentence.
         return False
