@@ -28,8 +28,8 @@ def smart_resize(
         )
     if max_pixels < factor * factor:
         raise ValueError(f"max_pixels={max_pixels} is below one {factor}x{factor} cell")
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
+    h = round(height / factor) * factor
+    w = round(width / factor) * factor
     if h * w > max_pixels:
         scale = math.sqrt(height * width / max_pixels)
         h = max(factor, math.floor(height / scale / factor) * factor)
@@ -38,4 +38,5 @@ def smart_resize(
         scale = math.sqrt(min_pixels / (height * width))
         h = math.ceil(height * scale / factor) * factor
         w = math.ceil(width * scale / factor) * factor
-    return h, w
+    # a side thinner than half a cell rounds to 0; with min_pixels=0 nothing scales it back
+    return max(factor, h), max(factor, w)
