@@ -157,7 +157,7 @@ def make(rng: random.Random, cfg: InstructionConfig) -> Sample:
     if "lowercase" in families:
         constraints.append({"id": "change_case:english_lowercase", "kwargs": {}})
         asks.append("Use only lowercase letters.")
-    think = f"{len(objects)} shapes so {words} words"
+    think = f"{len(objects)} shape{'s' if len(objects) > 1 else ''} so {words} words"
     if "uppercase" in families:
         constraints.append({"id": "change_case:english_capital", "kwargs": {}})
         asks.append("Use only capital letters.")

@@ -8,7 +8,16 @@ from typing import Any
 
 from hybridrl.records import PromptRecord
 from synth import caption, counting, grounding, instruction, puzzle, spot_difference, stem, temporal
-from synth.task import DIFFICULTIES, SPLITS, TaskSpec, content_hash, sample_rng, split_of, to_record
+from synth.task import (
+    DIFFICULTIES,
+    SPLITS,
+    TEST_BUCKETS,
+    TaskSpec,
+    content_hash,
+    sample_rng,
+    split_of,
+    to_record,
+)
 
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
@@ -23,8 +32,8 @@ TASKS: dict[str, TaskSpec] = {
         temporal.SPEC,
     )
 }
-# Draws per sample before a duplicate is accepted (tiny content spaces, large n).
-MAX_ATTEMPTS = 64
+# In-split repeats drawn for one sample before a repeat is accepted (small content spaces).
+MAX_ATTEMPTS = 16
 
 
 class UnknownTaskError(ValueError):
@@ -80,8 +89,8 @@ def iter_generate(
     for i in range(n):
         spec = specs[i % len(specs)]
         cfg = configs.get(spec.name) or spec.preset(difficulty)
-        fallback = None
-        for attempt in range(MAX_ATTEMPTS * 8):
+        fallback, repeats = None, 0
+        for attempt in range(MAX_ATTEMPTS * TEST_BUCKETS * 8):
             sample = spec.make(sample_rng(seed, split, spec.name, difficulty, i, attempt), cfg)
             digest = content_hash(spec.name, sample)
             if split_of(digest) != split:
@@ -89,10 +98,11 @@ def iter_generate(
             if digest not in seen:
                 break
             fallback = fallback or (sample, digest)
-            if attempt >= MAX_ATTEMPTS:
+            repeats += 1
+            if repeats >= MAX_ATTEMPTS:  # the content space is (nearly) used up: repeat one
                 sample, digest = fallback
                 break
-        else:  # pragma: no cover - needs ~500 draws outside the split's buckets
+        else:  # pragma: no cover - needs hundreds of draws outside the split's buckets
             raise RuntimeError(
                 f"task {spec.name!r}: no sample for split {split!r} in {attempt + 1} draws"
             )

@@ -33,7 +33,7 @@ class MathConfig:
     width: int = 112
     height: int = 112
     kinds: tuple[str, ...] = ("add", "sub")
-    max_operand: int = 20  # operands of add/sub/mul are drawn from 0..max_operand
+    max_operand: int = 30  # operands of add/sub/mul are drawn from 0..max_operand
     patch_aligned: bool = True  # glyph cells on the 14-pixel patch grid
     glyph_size: int = 16  # font size in pixels (16, bold: digits about 11×13, one patch)
     distractor_lines: int = 0  # light gray lines drawn under the text

@@ -1,11 +1,11 @@
 """Video timing: "when does the <colour> <shape> first appear?" over a short frame sequence.
 
-Frame ``i`` of a video at ``fps`` shows time ``i / fps`` seconds (the ``[t second]`` stamp the
-video processor writes before it). The target appears at frame ``k >= 1`` and stays. The answer
-is ``k / fps`` in seconds, checked by the `math` verifier (ground truth ``{"answer": "2.5"}``,
-numeric equality), so "2.5", "5/2" and "\\boxed{2.5}" all count. Sample such a video at its own
-``fps`` (the record's ``videos[0].fps``): a lower sampling rate can drop the first frame that
-shows the target.
+Frame ``i`` of a video at ``fps`` shows time ``i / fps`` seconds: the ``[t.t second]`` stamp the
+video processor writes before it, which the reference think text quotes. The target appears at
+frame ``k >= 1`` and stays. The answer is ``k / fps`` seconds, checked by the `math` verifier
+(ground truth ``{"answer": "2.5"}``, numeric equality). The clips are short (at most 12 frames),
+so the Seed1.5-VL sampler, which keeps at least 16 frames, shows every frame; a sampler that
+drops frames could skip the first one showing the target.
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ def make(rng: random.Random, cfg: TemporalConfig) -> Sample:
     return Sample(
         prompt=f"<video>When does the {name} first appear? Answer in seconds in \\boxed{{}}.",
         ground_truth={"answer": t},
-        reference_response=f"<think>the {name} is first seen at [{t} second]</think>\\boxed{{{t}}}",
+        # the stamp as the video processor writes it before each frame (vlm.video.timestamp_text)
+        reference_response=f"<think>the {name} is first seen at [{appear / cfg.fps:.1f} second]"
+        f"</think>\\boxed{{{t}}}",
         content={"frames": graphs, "fps": cfg.fps, "target": list(target)},
         videos=[(frames, cfg.fps)],
         extra={"appear_frame": appear},
