@@ -368,17 +368,20 @@ def create_app(settings: VerifierServiceSettings | None = None) -> FastAPI:
         __import__(mod)
     metrics = Metrics()
 
+    pool = SandboxPool(
+        workers=settings.workers,
+        timeout_s=settings.timeout_s,
+        memory_mb=settings.memory_mb,
+        extra_modules=settings.extra_modules,
+        isolate_network=settings.isolate_network,
+        on_event=metrics.sandbox_event,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = SandboxPool(
-            workers=settings.workers,
-            timeout_s=settings.timeout_s,
-            memory_mb=settings.memory_mb,
-            extra_modules=settings.extra_modules,
-            isolate_network=settings.isolate_network,
-            on_event=metrics.sandbox_event,
-        )
-        await asyncio.to_thread(pool.start)
+        # the workers' zygote and this process import the verifiers at the same time
+        pool.launch()
+        await asyncio.gather(asyncio.to_thread(pool.start), asyncio.to_thread(registry.names))
         metrics.workers_alive.set_function(pool.alive)
         cache = make_cache(settings.redis_url, settings.cache_size, settings.cache_ttl_s)
         app.state.svc = VerifierService(pool, cache, metrics)

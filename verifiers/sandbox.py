@@ -313,9 +313,16 @@ class _Zygote:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.ctl: socket.socket | None = None
+        self._pending: tuple[subprocess.Popen[bytes], socket.socket] | None = None
         self.lock = threading.Lock()
 
-    def _start(self) -> None:
+    def launch(self) -> None:
+        """Start the zygote process without waiting for it (it imports the verifiers meanwhile)."""
+        with self.lock:
+            if self.ctl is None and self._pending is None:
+                self._pending = self._spawn_process()
+
+    def _spawn_process(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cfg = dict(self.cfg, ctl_fd=child.fileno())
         boot = (
@@ -333,8 +340,16 @@ class _Zygote:
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
+        return proc, parent
+
+    def _start(self) -> None:
+        proc, parent = self._pending or self._spawn_process()
+        self._pending = None
         parent.settimeout(_READY_TIMEOUT_S)
         try:
             hello = json.loads(parent.recv(65536) or b'{"error": "zygote exited"}')
@@ -394,6 +409,9 @@ class _Zygote:
             return None
 
     def _stop(self) -> None:
+        if self._pending is not None:  # launched, never awaited
+            self.proc, self.ctl = self._pending
+            self._pending = None
         if self.ctl is not None:
             self.ctl.close()  # the zygote exits on EOF
         if self.proc is not None:
@@ -597,6 +615,12 @@ class SandboxPool:
         self._closed = False
         self._stats_lock = threading.Lock()
         self.stats = {"timeouts": 0, "crashes": 0, "restarts": 0}
+
+    def launch(self) -> SandboxPool:
+        """Begin starting the worker machinery in the background; `start` then waits for it."""
+        if not self._closed:
+            self._zygote.launch()
+        return self
 
     def start(self) -> SandboxPool:
         """Start every worker and wait until each has imported the verifiers."""
