@@ -148,7 +148,7 @@ class RedisCache:
         if not self._warned:
             log.warning(
                 "verifier cache: Redis at %s unavailable (%s: %s); serving without cache, "
-                "retrying every %.0fs",
+                "retrying every %gs",
                 _redact(self.url),
                 type(e).__name__,
                 e,
