@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from vlm.config import VisionSettings
+from vlm.config import PRESETS, VisionSettings
 from vlm.model import create
 from vlm.processor import IGNORE_INDEX, Video, VLProcessor, image_patches, to_pil
+from vlm.tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +224,15 @@ def test_processor_files_round_trip_and_read_legacy_keys(policy, tmp_path):
         {"min_pixels": 1000, "max_pixels": 2000, "patch_size": 14, "merge_size": 2}
     )
     assert (legacy.min_pixels, legacy.max_pixels, legacy.video_max_tokens) == (1000, 2000, 81920)
+
+
+def test_tiny_preset_keeps_every_frame_of_a_short_synth_clip():
+    # synth's hard temporal clips: up to 12 frames of 112x112 at 2 fps (6 s). 1 FPS would
+    # give 6 frames, but the 16-frame floor (capped at 12) keeps them all: 12 x 16 = 192
+    # tokens <= 256, so no frame that first shows the target can be skipped.
+    processor = VLProcessor(build_tokenizer(), PRESETS["tiny"].vision)
+    frames = [np.zeros((112, 112, 3), dtype=np.uint8)] * 12
+    plan = processor.video_plan(Video(frames=frames, fps=2.0))
+    assert plan.indices == tuple(range(12))
+    assert plan.timestamps[-1] == 5.5
+    assert plan.total_tokens == 192

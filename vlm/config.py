@@ -154,7 +154,9 @@ PRESETS: dict[str, Preset] = {
         vision=VisionSettings(
             min_pixels=4 * CELL,
             max_pixels=64 * CELL,  # up to 224x224, 64 tokens
-            video_min_frames=8,
+            # Seed's 16-frame floor keeps every frame of synth's short clips (<= 16 frames),
+            # and 16 frames of 112x112 (16 tokens each) fill the 256-token budget exactly.
+            video_min_frames=16,
             video_max_tokens=256,
             video_levels=(64, 36, 16, 9, 4),
         ),

@@ -43,7 +43,8 @@ Conversation = Sequence[Message]
 
 @dataclass(frozen=True)
 class Video:
-    """A clip as decoded frames (each anything `to_pil` accepts) and its source frame rate."""
+    """A clip as decoded frames (each anything `to_pil` accepts, or one (T, H, W, 3) array)
+    and its source frame rate."""
 
     frames: Sequence[ImageLike]
     fps: float
@@ -209,7 +210,7 @@ class VLProcessor:
 
     def video_plan(self, video: Video) -> VideoPlan:
         """Seed1.5-VL frame/resolution plan of one clip under this processor's settings."""
-        if not video.frames:
+        if len(video.frames) == 0:  # frames may be a (T, H, W, 3) array
             raise ValueError("a video needs at least one frame")
         first = to_pil(video.frames[0])
         s = self.settings
