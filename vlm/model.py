@@ -155,7 +155,8 @@ def generate(
     if seed is None:
         out = model.generate(**inputs, generation_config=config)
     else:  # a private RNG stream, so a seeded call leaves the caller's RNG as it was
-        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        accelerators = [] if device.type == "cpu" else [device.index or 0]
+        with torch.random.fork_rng(devices=accelerators, device_type=device.type):
             torch.manual_seed(seed)
             out = model.generate(**inputs, generation_config=config)
     prompt_len = inputs["input_ids"].shape[1]
