@@ -25,6 +25,7 @@ _SUBAPPS: list[tuple[str, str, str | None]] = [
     ("services.cli", "serve_app", "serve"),  # hybridrl serve verifier|reward-model
     ("synth.cli", "app", "data"),  # hybridrl data synth
     ("vlm.cli", "app", "model"),  # hybridrl model init|info
+    ("rl.cli", "app", None),  # hybridrl train, hybridrl report
 ]
 
 

@@ -1,0 +1,632 @@
+"""The single controller of hybrid PPO: one `step()` holds the whole algorithm, in order.
+
+Workers (Ray actors) only compute; this process samples prompts, routes rewards, turns them
+into advantages (rl/core_algos.py) and tells each role what to do next.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybridrl.config import dump_config
+from hybridrl.records import PromptRecord
+from rl import core_algos as ca
+from rl.batching import (
+    RolloutBatch,
+    minibatches,
+    pad_rows,
+    plan_inference,
+    plan_updates,
+)
+from rl.cluster import Placement, Role, get, init_ray
+from rl.config import TrainConfig
+from rl.data import draw, load_prompts, open_ledger, task_of
+from rl.rewards import RewardRouter, Scored
+from rl.rollout import RolloutOutput, RolloutPrompt, SamplingParams
+from rl.tracking import Tracker
+
+CONTROLLER_STATE = "controller.json"
+COMPLETE_MARKER = "COMPLETE"
+
+
+def to_prompt(record: PromptRecord) -> RolloutPrompt:
+    return RolloutPrompt(
+        messages=[m.model_dump() for m in record.prompt],
+        images=[i.model_dump() for i in record.images],
+        videos=[v.model_dump() for v in record.videos],
+    )
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[f"time/{name}"] = self.times.get(f"time/{name}", 0.0) + (
+                time.perf_counter() - t0
+            )
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints ``step_N`` of a run, oldest first."""
+    out = []
+    for p in run_dir.glob("step_*"):
+        if p.is_dir() and (p / COMPLETE_MARKER).is_file() and p.name[5:].isdigit():
+            out.append((int(p.name[5:]), p))
+    return sorted(out)
+
+
+class Controller:
+    """Builds the roles, runs iterations, evaluates, checkpoints and resumes."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
+        self.cfg = cfg
+        self.log = log
+        self.run_dir = Path(cfg.trainer.runs_dir) / cfg.trainer.name
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, self.run_dir / "config.yaml")
+        self.iteration = 0
+        self.position = 0  # prompts consumed from the sampler's stream
+        random.seed(cfg.trainer.seed)
+        np.random.seed(cfg.trainer.seed)
+        torch.manual_seed(cfg.trainer.seed)
+
+        self.train = load_prompts(cfg.data.train, cfg.data.tasks)
+        self.test = load_prompts(cfg.data.test, cfg.data.tasks) if cfg.data.test else []
+        self.processor = _load_processor(cfg)
+        self.router = RewardRouter(cfg.reward, cfg.format)
+        import os
+
+        redis_url = cfg.trainer.ledger_redis_url or os.environ.get("HYBRIDRL_REDIS_URL")
+        self.ledger = open_ledger(self.run_dir, cfg.trainer.name, redis_url)
+
+        self.log(f"ray: {init_ray(cfg.resources)}")
+        self._build_roles()
+        self.resumed_from = self._resume() if resume else None
+        self.tracker = Tracker(
+            self.run_dir,
+            cfg.trainer.iterations,
+            start=self.iteration,
+            tensorboard=cfg.trainer.tensorboard,
+            progress_bar=cfg.trainer.progress_bar,
+        )
+
+    # ------------------------------------------------------------------ roles
+
+    def _build_roles(self) -> None:
+        import ray
+
+        from rl import workers
+
+        cfg, res = self.cfg, self.cfg.resources
+        counts = {
+            "rollout": cfg.rollout.num_engines,
+            "actor": cfg.actor.dp_size,
+            "critic": cfg.critic.dp_size,
+            "reference": 1,
+        }
+        self.placement = Placement(res, counts)
+        threads = res.torch_threads
+
+        def spawn(cls: type, role: str, rank: int, *args: Any) -> Any:
+            return ray.remote(cls).options(**self.placement.options(role, rank)).remote(*args)
+
+        self.rollout = Role(
+            "rollout",
+            [
+                spawn(
+                    workers.RolloutWorker,
+                    "rollout",
+                    i,
+                    cfg.rollout.engine,
+                    cfg.model,
+                    cfg.rollout.micro_batch_size,
+                    threads,
+                )
+                for i in range(cfg.rollout.num_engines)
+            ],
+        )
+        self.reference = Role(
+            "reference", [spawn(workers.ReferenceWorker, "reference", 0, cfg.model, threads)]
+        )
+        self.actor = Role(
+            "actor",
+            [spawn(workers.PolicyTrainer, "actor", r, threads) for r in range(cfg.actor.dp_size)],
+        )
+        self.critic = Role(
+            "critic",
+            [spawn(workers.CriticTrainer, "critic", r, threads) for r in range(cfg.critic.dp_size)],
+        )
+        setups = []
+        for role, role_cfg in ((self.actor, cfg.actor), (self.critic, cfg.critic)):
+            addr, port = role.get(role.handles[0].rendezvous.remote())
+            refs = [
+                h.setup.remote(cfg.model, role_cfg, rank, len(role), addr, port)
+                for rank, h in enumerate(role.handles)
+            ]
+            setups.append((role, refs))
+        for role, refs in setups:
+            info = role.get(refs)[0]
+            self.log(
+                f"{role.name}: {len(role)} rank(s), {info['trainable']:,} trainable parameters"
+                f" ({info['frozen']:,} frozen)"
+            )
+        self.rollout.get(self.rollout.call("pid"))
+        self.reference.get(self.reference.call("pid"))
+
+    # ------------------------------------------------------------------ one iteration
+
+    def step(self) -> dict[str, float]:
+        """One PPO iteration: sample → generate → reward → logprobs/values → advantages →
+        critic and actor updates → weight sync → metrics."""
+        cfg, t = self.cfg, Timer()
+        it = self.iteration + 1
+        t0 = time.perf_counter()
+
+        # 1. sample prompts (a pure function of seed and stream position: resumable)
+        n_prompts = cfg.data.prompts_per_iteration
+        indices = draw(
+            len(self.train), cfg.trainer.seed, self.position, n_prompts, cfg.data.shuffle
+        )
+        records = [self.train[i] for i in indices]
+
+        # 2.+3. generate n responses per prompt; each finished chunk is scored at once, so
+        # reward requests overlap the remaining generation
+        params = SamplingParams(
+            n=cfg.rollout.n,
+            temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p,
+            max_tokens=cfg.rollout.max_new_tokens,
+        )
+        outputs, scores = self._generate_and_score(
+            records, params, seed=cfg.trainer.seed * 7919 + it, t=t
+        )
+
+        # drop samples whose reward could not be computed (counted in metrics)
+        keep = [i for i, s in enumerate(scores) if s.reward is not None]
+        excluded = len(scores) - len(keep)
+        if not keep:
+            raise RuntimeError(f"iteration {it}: every sample lost its reward; see the log")
+        outputs = [outputs[i] for i in keep]
+        scores = [scores[i] for i in keep]
+        batch = self._rollout_batch(records, outputs)
+        n, r_len = len(batch), batch.max_response_len
+        mask = pad_rows([[1.0] * len(o.token_ids) for o in outputs], r_len)
+        rollout_logp = pad_rows([o.logprobs for o in outputs], r_len)
+
+        # 4. old logprobs + entropy (actor), reference logprobs, values (critic): concurrently
+        batch_ref = _put(batch)
+        with t("logprobs"):
+            old_refs = self._infer(
+                self.actor,
+                "logprobs",
+                batch_ref,
+                n,
+                cfg.actor.micro_batch_size,
+                cfg.rollout.temperature,
+            )
+            ref_refs = self.reference.call(
+                "logprobs",
+                batch_ref,
+                list(range(n)),
+                cfg.actor.micro_batch_size,
+                cfg.rollout.temperature,
+            )
+            val_refs = self._infer(self.critic, "values", batch_ref, n, cfg.critic.micro_batch_size)
+            old_parts = self._gather(self.actor, old_refs, n)
+            old_logp = old_parts[0] * mask
+            entropy = old_parts[1] * mask
+            ref_logp = self.reference.get(ref_refs)[0] * mask
+        with t("values"):
+            values = self._gather(self.critic, val_refs, n)[0] * mask
+
+        # 5. token rewards with a per-prompt KL coefficient, GAE, whitening
+        rewards = torch.tensor([s.reward for s in scores], dtype=torch.float32)
+        styles = [records[batch.prompt_of[i]].reward_model.style for i in range(n)]
+        beta = torch.tensor([cfg.kl.general if s == "model" else cfg.kl.verifiable for s in styles])
+        kl = ca.kl_penalty(old_logp, ref_logp, cfg.kl.estimator) * mask
+        token_rewards = ca.token_rewards(rewards, kl, beta, mask)
+        advantages, returns = ca.gae(token_rewards, values, mask, cfg.ppo.gamma, cfg.ppo.lam)
+        if cfg.ppo.whiten_advantages:
+            advantages = ca.masked_whiten(advantages, mask)
+
+        # 6. critic update, then actor update (after the critic warm-up), over minibatches
+        mbs = minibatches(
+            n, cfg.ppo.minibatch_size, cfg.ppo.epochs, seed=cfg.trainer.seed * 104729 + it
+        )
+        tokens = mask.sum(-1).tolist()
+        with t("updates"):
+            critic_plan = plan_updates(
+                mbs, tokens, len(self.critic), cfg.critic.micro_batch_size, "token-mean"
+            )
+            critic_refs = self.critic.call_each(
+                "update",
+                [
+                    (batch_ref, _put({"values": values, "returns": returns, "mask": mask}), p)
+                    for p in critic_plan
+                ],
+            )
+            actor_stats: list[dict[str, float]] = []
+            train_actor = it > cfg.critic.warmup_iterations
+            if train_actor:
+                actor_plan = plan_updates(
+                    mbs, tokens, len(self.actor), cfg.actor.micro_batch_size, cfg.actor.loss_agg
+                )
+                tensors = _put({"old_logp": old_logp, "advantages": advantages, "mask": mask})
+                actor_refs = self.actor.call_each(
+                    "update", [(batch_ref, tensors, p, cfg.rollout.temperature) for p in actor_plan]
+                )
+                actor_stats = self.actor.get(actor_refs)[0]
+            critic_stats = self.critic.get(critic_refs)[0]
+
+        # 7. weight sync actor -> rollout engines
+        if train_actor:
+            with t("sync"):
+                self._sync_weights()
+
+        # 8. bookkeeping and metrics
+        self.iteration, self.position = it, self.position + n_prompts
+        self.ledger.record(it, self.position - n_prompts, indices)
+        t.times["time/iteration"] = time.perf_counter() - t0
+        metrics = self._metrics(
+            records,
+            batch,
+            outputs,
+            scores,
+            styles,
+            mask,
+            kl,
+            entropy,
+            values,
+            returns,
+            old_logp,
+            rollout_logp,
+            actor_stats,
+            critic_stats,
+            excluded,
+            t.times,
+        )
+        self.tracker.log(it, metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ step helpers
+
+    def _generate_and_score(
+        self, records: list[PromptRecord], params: SamplingParams, seed: int, t: Timer
+    ) -> tuple[list[RolloutOutput], list[Scored]]:
+        """Generation spread over the engines in chunks; each chunk is scored as it lands."""
+        import ray
+
+        prompts = [to_prompt(r) for r in records]
+        per_call = max(1, self.cfg.rollout.micro_batch_size // params.n)
+        chunks = [
+            list(range(s, min(s + per_call, len(prompts))))
+            for s in range(0, len(prompts), per_call)
+        ]
+        pending = {}
+        for c, idx in enumerate(chunks):
+            engine = self.rollout.handles[c % len(self.rollout)]
+            ref = engine.generate.remote([prompts[i] for i in idx], params, seed * 1009 + c)
+            pending[ref] = idx
+        results: dict[int, tuple[list[RolloutOutput], Any]] = {}
+        order = {ref: c for c, ref in enumerate(pending)}
+        with t("generate"):
+            remaining = list(pending)
+            while remaining:
+                done, remaining = ray.wait(remaining, num_returns=1)
+                ref = done[0]
+                idx = pending[ref]
+                outs = get("rollout", ref)
+                for o in outs:
+                    o.prompt = idx[o.prompt]  # chunk-local -> iteration prompt index
+                future = self.router.submit(
+                    [records[o.prompt] for o in outs], [o.text for o in outs]
+                )
+                results[order[ref]] = (outs, future)
+        with t("reward"):
+            outputs, scores = [], []
+            for c in range(len(chunks)):
+                outs, future = results[c]
+                outputs += outs
+                scores += future.result()
+        return outputs, scores
+
+    def _rollout_batch(
+        self, records: list[PromptRecord], outputs: list[RolloutOutput]
+    ) -> RolloutBatch:
+        used = sorted({o.prompt for o in outputs})
+        slot = {p: i for i, p in enumerate(used)}
+        encoded = []
+        for p in used:
+            pr = to_prompt(records[p])
+            encoded.append(self.processor.encode(pr.messages, pr.images, pr.videos))
+        return RolloutBatch(
+            prompts=encoded,
+            prompt_of=[slot[o.prompt] for o in outputs],
+            responses=[o.token_ids for o in outputs],
+        )
+
+    def _infer(
+        self, role: Role, method: str, batch_ref: Any, n: int, micro: int, *extra: Any
+    ) -> tuple:
+        plans, real = plan_inference(n, len(role), micro)
+        return role.call_each(method, [(batch_ref, p, *extra) for p in plans]), real
+
+    def _gather(self, role: Role, refs_real: tuple, n: int) -> list[torch.Tensor]:
+        refs, real = refs_real
+        results = role.get(refs)
+        results = [r if isinstance(r, tuple) else (r,) for r in results]
+        out = []
+        for k in range(len(results[0])):
+            full = torch.zeros(n, results[0][k].shape[1])
+            for rows, res in zip(real, results, strict=True):
+                if rows:
+                    full[rows] = res[k][: len(rows)]
+            out.append(full)
+        return out
+
+    def _sync_weights(self) -> None:
+        refs = self.actor.call("state_dict")
+        state = self.actor.get(refs)[0]
+        state_ref = _put(state)
+        self.rollout.get(self.rollout.call("update_weights", state_ref))
+
+    def _metrics(
+        self,
+        records,
+        batch,
+        outputs,
+        scores,
+        styles,
+        mask,
+        kl,
+        entropy,
+        values,
+        returns,
+        old_logp,
+        rollout_logp,
+        actor_stats,
+        critic_stats,
+        excluded,
+        times,
+    ) -> dict[str, float]:
+        cfg = self.cfg
+        m: dict[str, float] = {}
+        rewards = [s.reward for s in scores]
+        m["reward/mean"] = float(np.mean(rewards))
+        by_source: dict[str, list[Scored]] = defaultdict(list)
+        by_task: dict[str, list[Scored]] = defaultdict(list)
+        for i, s in enumerate(scores):
+            by_source[s.source].append(s)
+            by_task[task_of(records[outputs[i].prompt])].append(s)
+        for src, ss in by_source.items():
+            m[f"reward/{src}"] = float(np.mean([s.reward for s in ss]))
+            m[f"acc/{src}"] = float(np.mean([s.correct for s in ss]))
+            rows = [i for i, st in enumerate(styles) if st == src]
+            m[f"kl/{src}"] = float(ca.masked_mean(kl[rows], mask[rows]))
+        for task, ss in sorted(by_task.items()):
+            m[f"reward/task/{task}"] = float(np.mean([s.reward for s in ss]))
+            m[f"acc/task/{task}"] = float(np.mean([s.correct for s in ss]))
+        m["format/rate"] = float(np.mean([s.format_ok for s in scores]))
+        m["kl/mean"] = float(ca.masked_mean(kl, mask))
+        m["entropy/mean"] = float(ca.masked_mean(entropy, mask))
+        lengths = mask.sum(-1)
+        m["response/length"] = float(lengths.mean())
+        m["response/truncated"] = float(
+            np.mean(
+                [
+                    len(o.token_ids) >= cfg.rollout.max_new_tokens
+                    and o.token_ids[-1] not in self.processor.eos_token_ids
+                    for o in outputs
+                ]
+            )
+        )
+        m["critic/explained_variance"] = float(ca.explained_variance(values, returns, mask))
+        m["critic/value_mean"] = float(ca.masked_mean(values, mask))
+        m["check/rollout_logprob_max_diff"] = float(((old_logp - rollout_logp).abs() * mask).max())
+        for name, stats in (("actor", actor_stats), ("critic", critic_stats)):
+            for k in sorted({k for s in stats for k in s}):
+                vals = [s[k] for s in stats if k in s and np.isfinite(s[k])]
+                if vals:
+                    m[f"{name}/{k}"] = float(np.mean(vals))
+        m["actor/updates"] = float(len(actor_stats))
+        m["samples/total"] = float(len(scores) + excluded)
+        m["samples/excluded"] = float(excluded)
+        gen_tokens = float(lengths.sum())
+        m["throughput/tokens_per_s"] = gen_tokens / max(times.get("time/generate", 0.0), 1e-9)
+        m.update(times)
+        return m
+
+    # ------------------------------------------------------------------ eval
+
+    def evaluate(self, label: str) -> dict[str, float]:
+        """Greedy responses on the held-out split, scored by the same router; per-task figures."""
+        cfg = self.cfg
+        records = (
+            self.test[: cfg.trainer.eval_max_prompts] if cfg.trainer.eval_max_prompts else self.test
+        )
+        if not records:
+            return {}
+        params = SamplingParams(
+            n=1,
+            temperature=0.0,
+            max_tokens=cfg.trainer.eval_max_new_tokens or cfg.rollout.max_new_tokens,
+        )
+        _, scores = self._generate_and_score(records, params, seed=0, t=Timer())
+        result = summarise_eval(records, scores)
+        self.tracker.log_eval(self.iteration, label, result)
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self) -> Path:
+        """``step_N/``: actor (HF + DeepSpeed state), critic (DeepSpeed state), controller state."""
+        final = self.run_dir / f"step_{self.iteration}"
+        tmp = self.run_dir / f".step_{self.iteration}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        refs = self.actor.call("save_pretrained", str(tmp / "actor"))
+        refs += self.actor.call("save_state", str(tmp / "actor_state"))
+        self.actor.get(refs)
+        self.critic.get(self.critic.call("save_state", str(tmp / "critic_state")))
+        state = {
+            "iteration": self.iteration,
+            "position": self.position,
+            "python_rng": _jsonable_rng(random.getstate()),
+            "numpy_rng": _jsonable_rng(np.random.get_state()),
+            "torch_rng": torch.get_rng_state().tolist(),
+        }
+        (tmp / CONTROLLER_STATE).write_text(json.dumps(state))
+        (tmp / COMPLETE_MARKER).write_text("ok\n")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for _, old in checkpoints(self.run_dir)[: -self.cfg.trainer.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _resume(self) -> Path | None:
+        found = checkpoints(self.run_dir)
+        if not found:
+            self.log("resume: no checkpoint yet, starting from the beginning")
+            self.ledger.rollback_after(0)
+            return None
+        _, path = found[-1]
+        refs = self.actor.call("load_state", str(path / "actor_state"))
+        refs2 = self.critic.call("load_state", str(path / "critic_state"))
+        self.actor.get(refs)
+        self.critic.get(refs2)
+        state = json.loads((path / CONTROLLER_STATE).read_text())
+        self.iteration, self.position = state["iteration"], state["position"]
+        random.setstate(_rng_from_json(state["python_rng"]))
+        np.random.set_state(_rng_from_json(state["numpy_rng"]))
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        dropped = self.ledger.rollback_after(self.iteration)
+        self._sync_weights()
+        self.log(
+            f"resumed from {path} (iteration {self.iteration}, prompt position {self.position}; "
+            f"{dropped} ledger entries of redone iterations rolled back)"
+        )
+        return path
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg.trainer
+        evals = {e["label"]: e for e in _read_evals(self.run_dir)}
+        if "before" not in evals:
+            self.tracker.write("eval before training ...")
+            evals["before"] = self.evaluate("before")
+        while self.iteration < cfg.iterations:
+            metrics = self.step()
+            if (
+                cfg.eval_every
+                and self.iteration % cfg.eval_every == 0
+                and self.iteration < cfg.iterations
+            ):
+                self.evaluate(f"iteration {self.iteration}")
+            if cfg.save_every and self.iteration % cfg.save_every == 0:
+                self.save()
+            del metrics
+        if not checkpoints(self.run_dir) or checkpoints(self.run_dir)[-1][0] != self.iteration:
+            self.save()
+        evals["after"] = self.evaluate("after")
+        return {"before": evals.get("before", {}), "after": evals["after"]}
+
+    def close(self) -> None:
+        self.tracker.close()
+        self.router.close()
+        self.ledger.close()
+        import ray
+
+        for role in ("rollout", "reference", "actor", "critic"):
+            for h in getattr(getattr(self, role, None), "handles", []):
+                ray.kill(h)
+        if getattr(self, "placement", None) is not None:
+            self.placement.remove()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[str, float]:
+    """Per task: accuracy (rule) or mean reward (model); plus the verifiable mean and counts."""
+    by_task: dict[str, list[Scored]] = defaultdict(list)
+    for r, s in zip(records, scores, strict=True):
+        by_task[task_of(r)].append(s)
+    out: dict[str, float] = {}
+    rule_correct: list[bool] = []
+    model_rewards: list[float] = []
+    excluded = 0
+    for task, ss in sorted(by_task.items()):
+        ok = [s for s in ss if s.reward is not None]
+        excluded += len(ss) - len(ok)
+        if not ok:
+            continue
+        out[f"acc/{task}"] = float(np.mean([s.correct for s in ok]))
+        out[f"reward/{task}"] = float(np.mean([s.reward for s in ok]))
+        out[f"format/{task}"] = float(np.mean([s.format_ok for s in ok]))
+        if ok[0].source == "rule":
+            rule_correct += [s.correct for s in ok]
+        else:
+            model_rewards += [s.reward for s in ok]
+    if rule_correct:
+        out["verifiable_acc"] = float(np.mean(rule_correct))
+    if model_rewards:
+        out["model_reward"] = float(np.mean(model_rewards))
+    out["format_rate"] = float(np.mean([s.format_ok for s in scores])) if scores else 0.0
+    out["n"] = float(len(scores))
+    out["excluded"] = float(excluded)
+    return out
+
+
+def _read_evals(run_dir: Path) -> list[dict[str, Any]]:
+    from rl.tracking import read_jsonl
+
+    return read_jsonl(run_dir / "eval.jsonl")
+
+
+def _put(obj: Any) -> Any:
+    import ray
+
+    return ray.put(obj)
+
+
+def _load_processor(cfg: TrainConfig):
+    from vlm.processor import VLProcessor
+
+    if cfg.model.path:
+        return VLProcessor.from_pretrained(cfg.model.path)
+    import vlm
+
+    return vlm.create(cfg.model.preset or "tiny")[1]
+
+
+def _jsonable_rng(state: Any) -> Any:
+    if isinstance(state, np.ndarray):
+        return {"__ndarray__": state.tolist()}
+    if isinstance(state, tuple | list):
+        return [_jsonable_rng(s) for s in state]
+    return state
+
+
+def _rng_from_json(state: Any) -> Any:
+    if isinstance(state, dict) and "__ndarray__" in state:
+        return np.array(state["__ndarray__"], dtype=np.uint32)
+    if isinstance(state, list):
+        return tuple(_rng_from_json(s) for s in state)
+    return state
