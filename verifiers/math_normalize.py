@@ -64,7 +64,7 @@ def normalize(text: str) -> str:
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])", "", s)
     s = re.sub(r"\\hspace\*?\s*\{[^{}]*\}", " ", s)
     s = re.sub(r"\\(?:quad|qquad|thinspace|medspace|thickspace|enspace|space)(?![a-zA-Z])", " ", s)
-    s = re.sub(r"\\[,!;: ]", " ", s).replace("~", " ")
+    s = re.sub(r"(?<!\\)\\[,!;: ]", " ", s).replace("~", " ")  # not the "\\" row break
     s = s.replace("\\%", "%").replace("\\$", "").replace("$", "")
     s = s.replace("**", "^")
     s = _TEXT_CONNECTIVE.sub(",", s)
