@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 
@@ -28,11 +29,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LocalService:
+    url: str
+    pid: int
+
+
 @contextmanager
 def local_service(
     env: dict[str, str] | None = None, args: list[str] | None = None, ready_timeout_s: float = 120
-) -> Iterator[str]:
-    """Run ``hybridrl serve verifier`` on a free port; yields its base URL, stops it after."""
+) -> Iterator[LocalService]:
+    """Run ``hybridrl serve verifier`` on a free port until the block ends; yields its URL and pid."""
     port = free_port()
     full_env = {**os.environ, **(env or {})}
     cmd = [
@@ -66,7 +73,7 @@ def local_service(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"verifier service not ready after {ready_timeout_s:.0f}s")
                 time.sleep(0.1)
-            yield url
+            yield LocalService(url, proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -86,7 +93,8 @@ def main() -> None:
     """Start the service, make the demo calls, stop it."""
     print("starting the verifier service (a uvicorn subprocess on a free port)...")
     t0 = time.monotonic()
-    with local_service(env={"HYBRIDRL_WORKERS": "2"}) as url:
+    with local_service(env={"HYBRIDRL_WORKERS": "2"}) as service:
+        url = service.url
         print(f"ready at {url} after {time.monotonic() - t0:.1f}s")
         with httpx.Client(base_url=url, timeout=60) as c:
             known = c.get("/v1/verifiers").json()
