@@ -26,6 +26,7 @@ _SUBAPPS: list[tuple[str, str, str | None]] = [
     ("synth.cli", "app", "data"),  # hybridrl data synth
     ("vlm.cli", "app", "model"),  # hybridrl model init|info
     ("rl.cli", "app", None),  # hybridrl train, hybridrl report
+    ("pretrain.cli", "app", None),  # hybridrl pretrain, sft, eval
 ]
 
 
