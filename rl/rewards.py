@@ -134,17 +134,27 @@ class EmbeddedRewardModel:
 
 
 class GrpcRewardModel:
-    """The reward-model server over gRPC."""
+    """The reward-model server over gRPC (`reward_model.client`)."""
 
     def __init__(self, address: str, timeout_s: float):
-        from reward_model import client as rm_client
+        from reward_model.client import RewardModelClient
 
-        self.client = rm_client.RewardModelClient(address, timeout_s=timeout_s)
+        self.client = RewardModelClient(address, timeout_s=timeout_s)
 
     def compare(self, items: Sequence[CompareItem]) -> list[float]:
-        return self.client.score_against_reference(
-            [(it.prompt, it.images, it.response, it.reference) for it in items]
+        return self.client.score_batch(
+            [it.prompt for it in items],
+            [it.response for it in items],
+            [it.reference for it in items],
+            [[_image_input(im) for im in it.images] for it in items],
         )
+
+
+def _image_input(image: Any) -> Any:
+    # prompt records hold {"bytes", "path"} structs; the client takes bytes or a path
+    if isinstance(image, dict):
+        return image.get("bytes") or image["path"]
+    return image
 
 
 # --------------------------------------------------------------------------- the router
@@ -235,8 +245,9 @@ class RewardRouter:
                 items.append(CompareItem(prompt, images, responses[i], ref))
                 ok.append(i)
             if items:
+                rm = self.reward_model  # a missing RM is a config error: raise, don't exclude
                 try:
-                    probs = self.reward_model.compare(items)
+                    probs = rm.compare(items)
                     errors: list[str | None] = [None] * len(items)
                 except Exception as e:
                     log.error("reward model call failed for %d responses: %s", len(items), e)

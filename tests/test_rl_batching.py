@@ -1,0 +1,200 @@
+"""Training-sequence layout, logprob alignment, update plans and the resumable prompt stream."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vlm
+from rl import core_algos as ca
+from rl.batching import (
+    RolloutBatch,
+    TokenIds,
+    collate,
+    minibatches,
+    pad_rows,
+    plan_inference,
+    plan_updates,
+)
+from rl.controller import summarise_eval
+from rl.data import SqliteLedger, draw
+from rl.modeling import policy_forward
+from rl.rewards import Scored
+from rl.rollout import SUPPRESSED_TOKENS, RolloutPrompt, SamplingParams, TransformersEngine
+from synth.registry import generate as synth
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.manual_seed(0)
+    return vlm.create("test", seed=3)
+
+
+@pytest.fixture(scope="module")
+def records():
+    # an image task and a video task: prompts of very different lengths
+    return synth(["math", "grounding", "temporal"], 3, seed=2)
+
+
+def _prompt(rec) -> RolloutPrompt:
+    return RolloutPrompt(
+        [m.model_dump() for m in rec.prompt],
+        [i.model_dump() for i in rec.images],
+        [v.model_dump() for v in rec.videos],
+    )
+
+
+def _ids(processor) -> TokenIds:
+    return TokenIds(processor.pad_token_id, processor.image_token_id, processor.video_token_id)
+
+
+def test_collate_aligns_every_response_at_the_same_column(policy, records):
+    _, proc = policy
+    enc = [proc.encode(*_prompt(r).__dict__.values()) for r in records]
+    batch = RolloutBatch(
+        prompts=enc, prompt_of=[0, 1, 2, 1], responses=[[5, 6], [7], [8, 9, 10], [11]]
+    )
+    out = collate(batch, [0, 1, 2, 3], _ids(proc))
+    p_len = max(len(e.input_ids) for e in enc)
+    assert out["input_ids"].shape == (4, p_len + 3)
+    assert out["response_ids"].tolist() == [
+        [5, 6, proc.pad_token_id],
+        [7, proc.pad_token_id, proc.pad_token_id],
+        [8, 9, 10],
+        [11, proc.pad_token_id, proc.pad_token_id],
+    ]
+    assert out["response_mask"].tolist() == [[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 0, 0]]
+    # prompts are left padded: the last prompt token of every row sits at column P-1
+    for row, k in enumerate([0, 1, 2, 1]):
+        assert out["input_ids"][row, p_len - 1] == enc[k].input_ids[-1]
+        assert int(out["attention_mask"][row, :p_len].sum()) == len(enc[k].input_ids)
+    # pixel rows and grids follow the row order (prompt 1 appears twice)
+    grids = [g for k in [0, 1, 2, 1] for g in enc[k].grids]
+    assert out["image_grid_thw"].tolist() == [list(g) for g in grids]
+
+
+def test_recomputed_logprobs_match_the_rollout_at_temperature_one(policy, records):
+    """Old logprobs from a padded training forward equal the sampler's own logprobs."""
+    model, proc = policy
+    engine = TransformersEngine.__new__(TransformersEngine)
+    engine.model, engine.processor, engine.micro_batch_size = model, proc, 4
+    model.generation_config.suppress_tokens = [
+        proc.tokenizer.convert_tokens_to_ids(t) for t in SUPPRESSED_TOKENS
+    ]
+    prompts = [_prompt(r) for r in records]
+    outs = engine.generate(prompts, SamplingParams(n=2, temperature=1.0, max_tokens=12), seed=1)
+    assert [o.prompt for o in outs] == [0, 0, 1, 1, 2, 2]
+    enc = [proc.encode(p.messages, p.images, p.videos) for p in prompts]
+    batch = RolloutBatch(enc, [o.prompt for o in outs], [o.token_ids for o in outs])
+    # a shuffled subset: different padding than during generation
+    rows = [5, 0, 3]
+    data = collate(batch, rows, _ids(proc), batch.max_response_len)
+    with torch.no_grad():
+        logp, entropy = policy_forward(model, data, 1.0, with_entropy=True)
+    expected = pad_rows([outs[r].logprobs for r in rows], batch.max_response_len)
+    diff = ((logp - expected).abs() * data["response_mask"]).max()
+    assert diff < 1e-5, f"recomputed logprobs differ from the rollout's by {diff}"
+    assert bool((entropy[data["response_mask"] > 0] > 0).all())
+
+
+def test_temperature_scales_the_recomputed_logprobs(policy, records):
+    model, proc = policy
+    enc = [proc.encode(*_prompt(records[0]).__dict__.values())]
+    batch = RolloutBatch(enc, [0], [[20, 21, 22]])
+    data = collate(batch, [0], _ids(proc))
+    with torch.no_grad():
+        hot, _ = policy_forward(model, data, 2.0, with_entropy=False)
+        cold, _ = policy_forward(model, data, 1.0, with_entropy=False)
+    assert not torch.allclose(hot, cold)
+
+
+def test_update_plan_reproduces_the_minibatch_token_mean():
+    """Summing every rank's scaled micro-batch losses gives the minibatch's token-mean × world."""
+    gen = torch.Generator().manual_seed(0)
+    n, r_len, world = 11, 7, 3
+    lengths = torch.randint(1, r_len + 1, (n,), generator=gen)
+    mask = (torch.arange(r_len)[None] < lengths[:, None]).float()
+    loss = torch.rand(n, r_len, generator=gen)
+    for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"):
+        mbs = minibatches(n, 5, epochs=1, seed=0)
+        plans = plan_updates(mbs, mask.sum(-1).tolist(), world, micro_batch_size=2, agg=agg)
+        for u, mb in enumerate(mbs):
+            counts = {len(plans[r][u]) for r in range(world)}
+            assert len(counts) == 1, "every rank must run the same number of micro-batches"
+            total = sum(
+                scale * float(ca.aggregate(loss[rows], mask[rows], agg))
+                for r in range(world)
+                for rows, scale in plans[r][u]
+            )
+            want = float(ca.aggregate(loss[mb], mask[mb], agg))
+            assert total / world == pytest.approx(want, rel=1e-5), agg
+
+
+def test_update_plan_pads_ranks_without_rows_with_zero_scale():
+    plans = plan_updates(
+        [[4]], [1.0, 1.0, 1.0, 1.0, 3.0], world=2, micro_batch_size=4, agg="token-mean"
+    )
+    assert plans[0][0] == [([4], 2.0)]
+    assert plans[1][0] == [([4], 0.0)]
+
+
+def test_minibatches_cover_every_row_once_per_epoch():
+    mbs = minibatches(10, 4, epochs=2, seed=1)
+    assert [len(m) for m in mbs] == [4, 4, 2, 4, 4, 2]
+    assert sorted(sum(mbs[:3], [])) == list(range(10))
+    assert sorted(sum(mbs[3:], [])) == list(range(10))
+
+
+def test_inference_plan_reassembles_every_row_once():
+    for n, world, micro in [(7, 2, 3), (1, 3, 4), (12, 4, 2)]:
+        plans, real = plan_inference(n, world, micro)
+        assert len({len(p) for p in plans}) == 1
+        assert sorted(r for rows in real for r in rows) == list(range(n))
+        for p, rows in zip(plans, real, strict=True):
+            flat = [r for mb in p for r in mb]
+            assert flat[: len(rows)] == rows
+
+
+def test_prompt_stream_is_resumable_and_each_epoch_a_permutation():
+    whole = draw(10, seed=4, position=0, count=25)
+    parts = draw(10, 4, 0, 7) + draw(10, 4, 7, 11) + draw(10, 4, 18, 7)
+    assert parts == whole
+    assert sorted(whole[:10]) == list(range(10)) and sorted(whole[10:20]) == list(range(10))
+    assert whole[:10] != whole[10:20]
+    assert draw(5, 0, 0, 5, shuffle=False) == [0, 1, 2, 3, 4]
+
+
+def test_sqlite_ledger_rolls_back_redone_iterations(tmp_path):
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite")
+    for it in (1, 2, 3):
+        ledger.record(it, (it - 1) * 2, [it * 10, it * 10 + 1])
+    assert ledger.rollback_after(1) == 2
+    ledger.record(2, 2, [20, 21])
+    reopened = SqliteLedger(tmp_path / "ledger.sqlite")
+    assert reopened.entries() == [(1, 0, [10, 11]), (2, 2, [20, 21])]
+
+
+def test_redis_ledger(redis_server):
+    from rl.data import RedisLedger
+
+    ledger = RedisLedger(redis_server.url, "run-a")
+    ledger.record(1, 0, [3, 1])
+    ledger.record(2, 2, [0, 2])
+    ledger.record(3, 4, [4, 5])
+    assert ledger.rollback_after(2) == 1
+    assert ledger.entries() == [(1, 0, [3, 1]), (2, 2, [0, 2])]
+    assert RedisLedger(redis_server.url, "run-b").entries() == []
+
+
+def test_summarise_eval_separates_sources_and_exclusions():
+    recs = synth(["math", "caption"], 4, seed=0)  # math, caption, math, caption
+    scores = [
+        Scored(1.0, True, True, "rule"),
+        Scored(0.8, True, True, "model"),
+        Scored(None, False, True, "rule", "timeout"),
+        Scored(0.2, False, True, "model"),
+    ]
+    out = summarise_eval(recs, scores)
+    assert out["acc/math"] == 1.0 and out["verifiable_acc"] == 1.0
+    assert out["model_reward"] == pytest.approx(0.5)
+    assert out["excluded"] == 1.0 and out["n"] == 4.0
