@@ -23,6 +23,7 @@ app = typer.Typer(
 _SUBAPPS: list[tuple[str, str, str | None]] = [
     ("verifiers.cli", "app", None),  # hybridrl verify
     ("services.cli", "serve_app", "serve"),  # hybridrl serve verifier|reward-model
+    ("services.up_cli", "app", None),  # hybridrl up|down
     ("synth.cli", "app", "data"),  # hybridrl data synth
     ("vlm.cli", "app", "model"),  # hybridrl model init|info
     ("rl.cli", "app", None),  # hybridrl train, hybridrl report
