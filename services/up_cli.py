@@ -22,7 +22,7 @@ def up(
 ) -> None:
     """Start docker-compose.yml's services as local processes (no Docker engine needed)."""
     from services.compose import ComposeError
-    from services.launcher import LaunchError, Launcher, console
+    from services.launcher import Launcher, LaunchError, console
 
     wanted = [s.strip() for s in services.split(",") if s.strip()] if services else None
     try:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import REPO_DIR, find_free_port
 
 from services.compose import ComposeError, interpolate, load, start_order
 from services.launcher import LOCAL_HOSTS, pid_alive, read_state
-from conftest import REPO_DIR, find_free_port
 
 COMPOSE = REPO_DIR / "docker-compose.yml"
 COMPOSE_BIN = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which(
