@@ -199,6 +199,24 @@ def test_lone_surrogates_and_control_characters(verifier_server: VerifierServer)
     )
     assert r.status_code == 200
     assert r.json()["correct"] is True
+    # verifiers echo parts of the response in details: a lone surrogate must survive the reply
+    lone = "\ud800"
+    for name, ref in (("math", {"answer": "1"}), ("puzzle", {"answer": lone})):
+        if name in registry.names():
+            body = {
+                "verifier": name,
+                "response": f"<think>t</think>\\boxed{{{lone} 1}} {lone}",
+                "reference": ref,
+            }
+            raw = json.dumps(body)  # ensure_ascii: the surrogate travels as the escape \ud800
+            r = _post(
+                verifier_server,
+                "/v1/verify",
+                content=raw.encode(),
+                headers={"content-type": "application/json"},
+            )
+            assert r.status_code == 200, r.text
+            assert "details" in json.loads(r.text)
 
 
 @pytest.mark.skipif(

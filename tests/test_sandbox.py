@@ -150,3 +150,14 @@ def test_closed_pool_ends_its_workers() -> None:
     assert not _pid_running(pid)
     with pytest.raises(RuntimeError, match="closed"):
         p.submit("format", "x")
+
+
+def test_pool_survives_the_loss_of_its_zygote(pool: SandboxPool) -> None:
+    os.kill(pool._zygote.proc.pid, signal.SIGKILL)  # the process workers are forked from
+    crashed = pool.verify("probe_crash", "")
+    assert crashed.error.startswith("worker crashed")  # its exit status died with the zygote
+    _wait_for(lambda: pool.alive() == 2, timeout_s=120)  # a new zygote forked a replacement
+    assert [
+        r.details["chars"]
+        for r in pool.map([VerifyRequest(verifier="probe_pid", response="ab")] * 4)
+    ] == [2] * 4

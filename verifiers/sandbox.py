@@ -532,8 +532,9 @@ class _Slot:
         except (EOFError, OSError):
             code = self._discard()
             self.pool._emit("crash", job.verifier)
+            why = f"exit code {code}" if code is not None else "exit status unknown"
             return VerifyResult.failure(
-                job.verifier, f"worker crashed (exit code {code})", sandbox="crash"
+                job.verifier, f"worker crashed ({why})", sandbox="crash"
             ), True
         finally:
             self.busy = None
