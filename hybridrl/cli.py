@@ -28,6 +28,7 @@ _SUBAPPS: list[tuple[str, str, str | None]] = [
     ("vlm.cli", "app", "model"),  # hybridrl model init|info
     ("rl.cli", "app", None),  # hybridrl train, hybridrl report
     ("pretrain.cli", "app", None),  # hybridrl pretrain, sft, eval
+    ("reward_model.cli", "app", "rm"),  # hybridrl rm data|train|eval|compare
 ]
 
 
