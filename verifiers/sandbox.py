@@ -250,6 +250,9 @@ def _zygote_main(cfg: dict[str, Any]) -> None:
         for mod in cfg["extra_modules"]:
             importlib.import_module(mod)
         registry.names()  # import the built-ins now, not in each worker
+        # langdetect's profiles (~60 MB, ~0.4 s) load lazily; load them here so that every
+        # forked worker shares one copy instead of paying for it on its first language check
+        importlib.import_module("verifiers.ifeval.preload")
     except BaseException as e:  # noqa: BLE001 - tell the parent why no worker can serve
         ctl.send(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
         return
