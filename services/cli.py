@@ -58,3 +58,31 @@ def serve_verifier(
     from services.verifier_api import serve
 
     serve(settings)
+
+
+@serve_app.command("reward-model")
+def serve_reward_model(
+    model: str | None = typer.Option(None, help="RM checkpoint dir (env HYBRIDRL_RM_MODEL)"),
+    host: str | None = typer.Option(
+        None, help="bind address (env HYBRIDRL_RM_HOST, default 127.0.0.1)"
+    ),
+    port: int | None = typer.Option(
+        None, help="port, 0 for a free one (env HYBRIDRL_RM_PORT, default 50051)"
+    ),
+    max_batch: int | None = typer.Option(None, help="most pairs per forward pass (default 32)"),
+    max_wait_ms: float | None = typer.Option(
+        None, help="how long a batch waits to fill (default 10)"
+    ),
+    device: str | None = typer.Option(None, help="torch device, e.g. cuda (default cpu)"),
+) -> None:
+    """Serve the pairwise reward model over gRPC (Compare, CompareBatch, Stats, health)."""
+    from reward_model.cli_serve import serve_from_flags
+
+    serve_from_flags(
+        model=model,
+        host=host,
+        port=port,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        device=device,
+    )

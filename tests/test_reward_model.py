@@ -1,0 +1,319 @@
+"""The reward model: both-order arithmetic, layout, swap augmentation, pairs, training, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import vlm
+from hybridrl.cli import app
+from reward_model.layout import QUESTION, clean_response, comparison_messages, normalise_prompt
+from reward_model.model import PairInput, RewardModel, read_rm_config
+from reward_model.pairs import (
+    Pair,
+    caption_rejections,
+    format_rejections,
+    pairs_from_records,
+    read_pairs,
+    swap_augment,
+    write_pairs,
+)
+from reward_model.scoring import Comparison, combine, pair_metrics, two_way_probability
+from synth.registry import generate
+from verifiers import verify
+
+
+@pytest.fixture(scope="module")
+def rm() -> RewardModel:
+    model, processor = vlm.create("test", seed=3)
+    return RewardModel(model, processor)
+
+
+@pytest.fixture(scope="module")
+def caption_records():
+    return generate("caption", 6, seed=5)
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def test_combine_averages_both_orders_by_hand():
+    # P(X≻Y | X first) = 0.8; P(Y≻X | Y first) = 0.3 → P(X≻Y | X second) = 0.7
+    c = combine(0.8, 0.3)
+    assert c.p == pytest.approx(0.75)
+    assert (c.p_a_first, c.p_b_first) == (0.8, 0.3)
+    assert c.consistent
+    assert c.position_gap == pytest.approx(0.1)
+    # a model that always answers "A" with 0.9: the verdict flips with the order
+    biased = combine(0.9, 0.9)
+    assert biased.p == pytest.approx(0.5)
+    assert not biased.consistent
+    assert biased.position_gap == pytest.approx(0.8)
+
+
+def test_combine_rejects_non_probabilities():
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="probability"):
+            combine(bad, 0.5)
+
+
+def test_two_way_probability_is_softmax_of_two_logits():
+    for a, b in [(2.0, -1.0), (-3.5, 0.25), (800.0, -800.0), (-800.0, 800.0), (0.0, 0.0)]:
+        expected = torch.softmax(torch.tensor([a, b], dtype=torch.float64), 0)[0].item()
+        assert two_way_probability(a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_pair_metrics_by_hand():
+    cs = [combine(0.9, 0.2), combine(0.6, 0.7), combine(0.3, 0.8), combine(0.55, 0.35)]
+    # p: 0.85, 0.45, 0.25, 0.6  -> accuracy 2/4
+    # consistent: (T,T) (T,F) (F,F) (T,T) -> 3/4 ; gaps: |0.9-0.8| |0.6-0.3| |0.3-0.2| |0.55-0.65|
+    m = pair_metrics(cs)
+    assert m.accuracy == pytest.approx(0.5)
+    assert m.consistency == pytest.approx(0.75)
+    assert m.mean_gap == pytest.approx((0.1 + 0.3 + 0.1 + 0.1) / 4)
+    assert m.first_accuracy == pytest.approx(0.75)
+    assert m.second_accuracy == pytest.approx(0.5)
+
+
+def test_model_scores_both_orders_in_one_forward_with_the_formula(rm, caption_records):
+    pairs = list(pairs_from_records(caption_records[:3], format_share=0))
+    items = [PairInput(p.prompt, p.images, p.chosen, p.rejected) for p in pairs]
+    batched = rm.compare(items)
+    for item, c in zip(items, batched, strict=True):
+        first, second = rm.encode_pair(item)
+        # each order alone, unbatched: the P(A) the batched call must reproduce
+        p_first = torch.softmax(rm.choice_logits([first]), -1)[0, 0].item()
+        p_second = torch.softmax(rm.choice_logits([second]), -1)[0, 0].item()
+        assert c.p_a_first == pytest.approx(p_first, abs=1e-5)
+        assert c.p_b_first == pytest.approx(p_second, abs=1e-5)
+        assert c.p == pytest.approx(0.5 * (p_first + 1 - p_second), abs=1e-5)
+    # swapping A and B mirrors the score
+    swapped = rm.compare([PairInput(i.prompt, i.images, i.response_b, i.response_a) for i in items])
+    for c, s in zip(batched, swapped, strict=True):
+        assert c.p + s.p == pytest.approx(1.0, abs=1e-5)
+
+
+def test_score_is_p_of_response_over_reference(rm, caption_records):
+    rec = caption_records[0]
+    images = [im.bytes for im in rec.images]
+    prompt = [m.model_dump() for m in rec.prompt]
+    ref = rec.extra_info.reference_response
+    score = rm.score(prompt, images, "There is one shape: a red circle.", ref)
+    (c,) = rm.compare([PairInput(prompt, images, "There is one shape: a red circle.", ref)])
+    assert 0.0 <= score <= 1.0
+    assert score == pytest.approx(c.p)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_layout_hides_thoughts_and_defuses_placeholders():
+    messages = comparison_messages(
+        "<image>Describe the image.",
+        "<think>long thought</think>A red circle.",
+        "<image> is a blue square",
+        n_images=1,
+    )
+    text = messages[-1]["content"]
+    assert text.count("<image>") == 1  # only the prompt's own placeholder
+    assert "[A] <think></think>A red circle." in text
+    assert "[B] [image] is a blue square" in text
+    assert "long thought" not in text
+    assert text.endswith(QUESTION)
+    kept = clean_response("<think>x</think>y", strip_think=False)
+    assert kept == "<think>x</think>y"
+
+
+def test_layout_puts_images_in_front_when_the_prompt_has_no_placeholder():
+    assert normalise_prompt("What is shown?", 2)[0]["content"] == "<image><image>What is shown?"
+    msgs = normalise_prompt(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], 1
+    )
+    assert msgs[0]["content"] == "Be brief." and msgs[1]["content"] == "<image>Hi"
+    with pytest.raises(ValueError, match="user message"):
+        normalise_prompt([{"role": "system", "content": "x"}])
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def test_swap_augmentation_gives_each_pair_in_both_orders():
+    pairs = [
+        Pair([{"role": "user", "content": "q1"}], [], "good one", "bad one", "k/1"),
+        Pair([{"role": "user", "content": "q2"}], [b"png"], "better", "worse", "k/2"),
+    ]
+    examples = swap_augment(pairs)
+    assert len(examples) == 4
+    for pair in pairs:
+        mine = [e for e in examples if e.prompt == pair.prompt]
+        orders = {(e.first, e.second): e.target for e in mine}
+        assert orders == {(pair.chosen, pair.rejected): "A", (pair.rejected, pair.chosen): "B"}
+        assert all(e.images == pair.images and e.kind == pair.kind for e in mine)
+
+
+def test_training_examples_carry_the_layout_and_target():
+    from reward_model.train import to_examples
+
+    pair = Pair([{"role": "user", "content": "Which?"}], [], "<think>t</think>yes", "no", "x/y")
+    first, second = to_examples(swap_augment([pair]), strip_think=True)
+    assert first.target == "A" and second.target == "B"
+    assert "[A] <think></think>yes\n[B] no" in first.messages[-1]["content"]
+    assert "[A] no\n[B] <think></think>yes" in second.messages[-1]["content"]
+
+
+def test_caption_rejections_change_exactly_the_named_fact(caption_records):
+    rng = random.Random(0)
+    for rec in caption_records:
+        reference = rec.extra_info.reference_response
+        ref_caption = reference.split("</think>")[1]
+        for response, kind in caption_rejections(
+            rec, rng, ["colour", "shape", "count", "position"]
+        ):
+            bad_caption = response.split("</think>")[1]
+            assert bad_caption != ref_caption, kind
+            if kind in ("colour", "shape", "position"):
+                # same number of objects: only one attribute moved
+                assert bad_caption.split(":")[0] == ref_caption.split(":")[0]
+
+
+def test_verifiable_pairs_are_scored_lower_by_their_verifier():
+    records = generate(
+        ["math", "grounding", "counting", "puzzle", "instruction", "spot_difference"], 12, seed=2
+    )
+    pairs = list(pairs_from_records(records, format_share=0))
+    assert {p.kind.split("/")[0] for p in pairs} >= {"math", "grounding", "counting", "puzzle"}
+    for pair in pairs:
+        (rec,) = [r for r in records if r.extra_info.reference_response == pair.chosen]
+        name = rec.extra_info.verifier
+        good = verify(name, pair.chosen, rec.ground_truth).reward
+        bad = verify(name, pair.rejected, rec.ground_truth).reward
+        assert bad < good, (pair.kind, pair.rejected)
+
+
+def test_format_rejections_break_the_format():
+    from verifiers.response_format import check_format
+
+    options = format_rejections("<think>2+2=4</think>\\boxed{4}")
+    assert {k for _, k in options} == {"format/no_think", "format/no_solution", "format/unclosed"}
+    assert all(not check_format(r).ok for r, _ in options)
+    assert format_rejections("no think at all") == []
+
+
+def test_pair_parquet_round_trip_and_errors(tmp_path, caption_records):
+    pairs = list(pairs_from_records(caption_records[:2], format_share=1.0))
+    path = write_pairs(pairs, tmp_path / "p.parquet")
+    assert read_pairs(path) == pairs
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": ["q"], "chosen": ["a"]}), tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="rejected"):
+        read_pairs(tmp_path / "bad.parquet")
+    # a plain-text prompt column is accepted as one user message
+    pq.write_table(
+        pa.table({"prompt": ["q"], "chosen": ["a"], "rejected": ["b"]}), tmp_path / "s.parquet"
+    )
+    (pair,) = read_pairs(tmp_path / "s.parquet")
+    assert pair.prompt == [{"role": "user", "content": "q"}] and pair.images == []
+
+
+# --------------------------------------------------------------------------- training + CLI
+
+
+def _target_ce(rm: RewardModel, examples) -> float:
+    """Mean cross-entropy of the target token (A/B) over the whole vocabulary."""
+    from reward_model.layout import comparison_messages as layout
+
+    losses = []
+    ids = dict(zip("AB", rm.choice_ids, strict=True))
+    for ex in examples:
+        enc = rm.processor.encode(
+            layout(ex.prompt, ex.first, ex.second, n_images=len(ex.images)), ex.images
+        )
+        batch = rm.processor.collate([enc], padding_side="left")
+        with torch.no_grad():
+            logits = rm.model(**batch, logits_to_keep=1).logits[0, -1]
+        losses.append(-torch.log_softmax(logits.float(), -1)[ids[ex.target]].item())
+    return sum(losses) / len(losses)
+
+
+def test_train_cli_fine_tunes_toward_the_targets_and_records_eval(tmp_path):
+    runner = CliRunner()
+    data = tmp_path / "pairs"
+    res = runner.invoke(
+        app,
+        [
+            "rm", "data", "--out", str(data),
+            "data.caption_prompts=4", "data.verifiable_prompts=6", "data.format_share=0.5",
+            "data.eval_caption_prompts=2", "data.eval_verifiable_prompts=3",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "train:" in res.output and "caption/colour" in res.output
+    train_pairs = read_pairs(data / "train.parquet")
+    assert len(train_pairs) >= 16 + 4  # four caption kinds per caption prompt, plus wrong answers
+    init = tmp_path / "init"
+    model, processor = vlm.create("test", seed=1)
+    vlm.save(model, processor, init)
+    run = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        [
+            "rm", "train", f"run_dir={run}", f"init={init}",
+            f"data.train={data / 'train.parquet'}", f"data.eval={data / 'eval.parquet'}",
+            "train.epochs=null", "train.steps=4", "train.global_batch=16", "train.micro_batch=16",
+            "train.optim.lr=5e-3", "train.optim.schedule=constant", "train.optim.warmup_steps=0",
+            "train.prefetch=false",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    final = run / "final"
+    report = json.loads((final / "eval.json").read_text())
+    assert report["overall"]["n"] == len(read_pairs(data / "eval.parquet"))
+    assert set(report["overall"]) >= {"accuracy", "consistency", "mean_gap"}
+    assert read_rm_config(final)["strip_think"] is True
+    assert "accuracy" in res.output and "consistency" in res.output
+
+    examples = swap_augment(train_pairs[:6])
+    before = _target_ce(RewardModel.load(init), examples)
+    after = _target_ce(RewardModel.load(final), examples)
+    assert after < before - 0.5, (before, after)
+
+    res = runner.invoke(
+        app,
+        [
+            "rm",
+            "eval",
+            "--model",
+            str(final),
+            "--data",
+            str(data / "eval.parquet"),
+            "--out",
+            str(tmp_path / "e.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "e.json").read_text())["overall"] == report["overall"]
+
+
+def test_cli_errors_name_the_problem(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["rm", "eval", "--model", str(tmp_path / "nope"), "--data", str(tmp_path / "x.parquet")],
+    )
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, ["rm", "train", "init=/no/such/dir", f"run_dir={tmp_path / 'r'}"])
+    assert res.exit_code == 2 and "neither a checkpoint dir" in res.output
+    res = runner.invoke(app, ["rm", "train", "train.optim.lr=-1"])
+    assert res.exit_code == 2 and "train.optim.lr" in res.output
+
+
+def test_comparison_dataclass_properties_are_order_aware():
+    c = Comparison(p=0.5, p_a_first=0.6, p_b_first=0.6)
+    assert not c.consistent and c.position_gap == pytest.approx(0.2)
