@@ -14,7 +14,13 @@ $(BIN)/hybridrl: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-setup: $(BIN)/hybridrl ## create .venv with the project (editable) and dev tools
+# gRPC stubs of the reward-model service, generated from the .proto (never committed)
+RM_PROTO := reward_model/proto/reward_model.proto
+RM_STUBS := reward_model/proto/reward_model_pb2.py reward_model/proto/reward_model_pb2_grpc.py
+$(RM_STUBS) &: $(RM_PROTO) $(BIN)/hybridrl
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. $(RM_PROTO)
+
+setup: $(BIN)/hybridrl $(RM_STUBS) ## create .venv with the project (editable) and dev tools; generate gRPC stubs
 
 test: setup ## run the test suite
 	$(BIN)/pytest -q $(PYTEST_ARGS)
