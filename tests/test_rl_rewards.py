@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rl.config import FormatConfig, RewardConfig
 from rl.rewards import RewardRouter, verifier_name
 from synth.registry import generate as synth
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -101,18 +99,13 @@ def rm_checkpoint(tmp_path_factory):
 
 def test_embedded_and_grpc_reward_model_agree(mixed, rm_checkpoint, tmp_path, free_port):
     recs, good = mixed
-    pytest.importorskip("reward_model.server")
     port = free_port
-    env = {
-        **os.environ,
-        "HYBRIDRL_RM_MODEL": rm_checkpoint,
-        "HYBRIDRL_RM_PORT": str(port),
-        "PYTHONPATH": REPO,
-    }
-    code = "from reward_model.server import RewardModelServerSettings, serve; serve(RewardModelServerSettings())"
+    exe = Path(sys.executable).parent / "hybridrl"
     log = open(tmp_path / "rm.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(exe), "serve", "reward-model", "--model", rm_checkpoint, "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         from reward_model.client import RewardModelClient
