@@ -44,3 +44,16 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The tiny base policy the RL loop starts from (runs/base-model/model): synthetic data,
+# pretraining stages 0 -> 1 -> 2, SFT, and the held-out table. ~15 min on a 2-core CPU
+# (docs/pretrain.md). Starts clean; rerun single steps with --resume after an interruption.
+.PHONY: base-model
+base-model: setup
+	@set -e; start=$$SECONDS; rm -rf runs/base-model; \
+	$(BIN)/hybridrl pretrain data --config configs/base_model.yaml; \
+	for stage in 0 1 2; do $(BIN)/hybridrl pretrain --stage $$stage --config configs/pretrain_tiny.yaml; done; \
+	$(BIN)/hybridrl sft --config configs/sft_tiny.yaml; \
+	$(BIN)/hybridrl eval --model runs/base-model/model --data runs/base-model/data/test.parquet \
+		--out runs/base-model/eval_test.json; \
+	echo "base model: runs/base-model/model, built in $$((SECONDS - start)) s"

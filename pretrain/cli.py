@@ -80,7 +80,7 @@ def pretrain_command(
 
     try:
         final = run_stage(cfg, stage, resume=resume)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         _fail(str(e), code=1)
     typer.echo(f"stage {stage} done: {final}")
 
@@ -149,7 +149,7 @@ def sft_command(
 
     try:
         final = run_sft(cfg, resume=resume)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         _fail(str(e), code=1)
     typer.echo(f"sft done: {final}" + (f" (exported to {cfg.export_to})" if cfg.export_to else ""))
 

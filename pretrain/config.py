@@ -127,16 +127,39 @@ class PretrainConfig(_Section):
 
     profile: str = "tiny"
     run_dir: str = "runs/base"
+    common: dict[str, Any] = Field(
+        default_factory=dict, description="settings merged under every stage (stage wins)"
+    )
     model: str = Field("tiny", description="stage 0's start: a vlm preset name or a checkpoint dir")
     synth: SynthConfig = Field(default_factory=SynthConfig)
     stage0: StageConfig
     stage1: StageConfig
     stage2: StageConfig
 
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_common(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("common"), dict):
+            data = dict(data)
+            for key in ("stage0", "stage1", "stage2"):
+                if isinstance(data.get(key), dict):
+                    data[key] = _deep_merge(data["common"], data[key])
+        return data
+
     def stage(self, n: int) -> StageConfig:
         if n not in (0, 1, 2):
             raise ValueError(f"stage must be 0, 1 or 2, got {n}")
         return getattr(self, f"stage{n}")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class SFTConfig(_Section):

@@ -618,6 +618,13 @@ def train(
     Loss on target tokens only. ``cfg.nproc > 1`` spawns that many data-parallel ranks;
     ``resume`` continues from the newest ``run_dir/step_N``.
     """
+    run_dir = Path(run_dir)
+    previous = ckpt.complete_steps(run_dir) or (run_dir / "metrics.jsonl").exists()
+    if previous and not resume:
+        raise FileExistsError(
+            f"{run_dir} holds a previous run: continue it with --resume (resume=True) "
+            "or remove the directory"
+        )
     source = as_source(data, seed=cfg.seed)
     if eval_records is None:
         eval_records = load_eval_records(cfg)

@@ -1,0 +1,170 @@
+"""Pure parts of pretrain/: the greedy balancer, LR schedules, configs, data views, fits."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from hybridrl.config import ConfigError, load_config
+from pretrain.balance import (
+    balance,
+    greedy_assign,
+    imbalance,
+    rank_loads,
+    round_robin_assign,
+    sample_cost,
+)
+from pretrain.config import PretrainConfig, TrainConfig
+from pretrain.data import SynthMixSource, check_view
+from pretrain.scaling import fit_accuracy, fit_domains, power_law
+from pretrain.schedule import lr_at
+
+# --------------------------------------------------------------------------- balancer
+
+
+def _skewed(n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    sides = [rng.choice([4, 4, 4, 8, 16]) for _ in range(n)]  # patches per side
+    return [sample_cost([s * s], rng.randint(50, 200)) for s in sides]
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("ranks", [2, 3, 8])
+def test_balance_assigns_each_sample_once_and_never_loses_to_round_robin(seed, ranks):
+    costs = _skewed(37, seed)
+    shards = balance(costs, ranks)
+    flat = sorted(i for s in shards for i in s)
+    assert flat == list(range(len(costs)))
+    assert all(shards), "every rank gets work when samples >= ranks"
+    rr = round_robin_assign(len(costs), ranks)
+    assert max(rank_loads(costs, shards)) <= max(rank_loads(costs, rr))
+
+
+def test_greedy_is_deterministic_and_beats_round_robin_on_skew():
+    costs = _skewed(64, 7)
+    assert greedy_assign(costs, 4) == greedy_assign(list(costs), 4)
+    assert imbalance(costs, greedy_assign(costs, 4)) < imbalance(costs, round_robin_assign(64, 4))
+
+
+def test_balance_falls_back_when_round_robin_happens_to_be_better():
+    # LPT gives 10/8 here; round-robin's order happens to split 9/9
+    costs = [3.0, 5.0, 3.0, 4.0, 3.0]
+    assert max(rank_loads(costs, greedy_assign(costs, 2))) == 10
+    assert max(rank_loads(costs, balance(costs, 2))) == 9
+
+
+def test_balancer_edge_cases():
+    assert greedy_assign([1.0], 3) == [[0], [], []]
+    assert greedy_assign([0.0, 0.0, 0.0], 3) == [[0], [1], [2]]
+    with pytest.raises(ValueError, match="n_ranks"):
+        greedy_assign([1.0], 0)
+    with pytest.raises(ValueError, match="non-negative"):
+        sample_cost([-1], 3)
+    assert sample_cost([8, 4], 10) == 64 + 16 + 10
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_warmup_then_cosine_to_min():
+    kw = dict(lr=1.0, min_lr=0.1, total_steps=110, warmup_steps=10, schedule="cosine")
+    lrs = [lr_at(s, **kw) for s in range(110)]
+    assert lrs[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False)), "monotone decay"
+    assert lrs[-1] == pytest.approx(0.1)
+    assert lrs[60] == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 50 / 99)))
+
+
+def test_constant_schedule_has_no_warmup_and_never_moves():
+    kw = dict(lr=5.22e-6, min_lr=5.22e-6, total_steps=50, warmup_steps=0, schedule="constant")
+    assert {lr_at(s, **kw) for s in range(50)} == {5.22e-6}
+
+
+def test_paper_and_tiny_profiles_share_the_stage_structure():
+    for path in ("configs/pretrain_paper.yaml", "configs/pretrain_tiny.yaml"):
+        cfg = load_config(PretrainConfig, path)
+        s0, s1, s2 = cfg.stage0, cfg.stage1, cfg.stage2
+        assert (s0.trainable, s1.trainable, s2.trainable) == ("adapter", "all", "all")
+        assert s0.optim.schedule == s1.optim.schedule == "cosine"
+        assert s0.optim.warmup_steps > 0 and s1.optim.warmup_steps > 0
+        assert s2.optim.schedule == "constant" and s2.optim.warmup_steps == 0
+        assert s2.continue_optimizer and not s1.continue_optimizer
+        assert s2.seq_len == 4 * s1.seq_len == 4 * s0.seq_len
+        assert s2.optim.lr == s1.optim.min_lr
+        assert s1.optim.betas == (0.9, 0.95) and s1.optim.weight_decay == 0.1
+    paper = load_config(PretrainConfig, "configs/pretrain_paper.yaml")
+    assert (paper.stage0.optim.lr, paper.stage0.optim.min_lr) == (2.52e-4, 4.5e-5)
+    assert (paper.stage1.optim.lr, paper.stage1.optim.min_lr) == (5.22e-5, 5.22e-6)
+    assert paper.stage0.optim.warmup_steps == 100 and paper.stage1.optim.warmup_steps == 500
+    assert paper.stage1.tokens == 3e12 and paper.stage2.seq_len == 131072
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="stage1.optim.lr"):
+        load_config(PretrainConfig, "configs/pretrain_tiny.yaml", ["stage1.optim.lr=fast"])
+    with pytest.raises(ConfigError, match="min_lr"):
+        load_config(PretrainConfig, "configs/pretrain_tiny.yaml", ["stage1.optim.min_lr=1"])
+    with pytest.raises(ValueError, match="steps, tokens or epochs"):
+        TrainConfig().total_steps()
+    assert TrainConfig(tokens=1e6, global_batch=10, seq_len=1000).total_steps() == 100
+    assert TrainConfig(epochs=2, global_batch=10).total_steps(dataset_size=55) == 11
+
+
+# --------------------------------------------------------------------------- data views
+
+
+def test_synth_mix_is_deterministic_and_follows_the_weights():
+    mix = {"caption": 1.0, "grounding": 1.0, "text": 2.0, "sft/puzzle": 0.0}
+    a = SynthMixSource(mix, seed=3)
+    b = SynthMixSource(mix, seed=3)
+    ex = [a.get(i) for i in range(200)]
+    assert [(e.domain, e.target) for e in ex[:20]] == [
+        (e.domain, e.target) for e in (b.get(i) for i in range(20))
+    ]
+    domains = [e.domain for e in ex]
+    assert "sft/puzzle" not in domains
+    assert 0.35 < domains.count("text") / 200 < 0.65
+    ground = next(e for e in ex if e.domain == "grounding")
+    assert ground.target.startswith("<bbox>") and ground.target.endswith("</bbox>")
+    assert len(ground.images) == 1 and "<image>" in ground.messages[0]["content"]
+    text = next(e for e in ex if e.domain == "text")
+    assert not text.images and "=" in text.target
+
+
+def test_counting_view_lists_points_then_the_count():
+    src = SynthMixSource({"counting": 1.0}, seed=0)
+    for i in range(10):
+        ex = src.get(i)
+        n = int(ex.target.split()[-1])
+        assert ex.target.count("<point>") == n
+
+
+def test_unknown_view_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown data view 'sft/nope'"):
+        check_view("sft/nope")
+    with pytest.raises(ValueError, match="negative"):
+        SynthMixSource({"caption": -1.0})
+
+
+# --------------------------------------------------------------------------- fits
+
+
+def test_power_law_recovers_its_parameters():
+    d = np.geomspace(1e3, 1e7, 30)
+    loss = np.exp(-0.1817 * np.log(d) + (-0.7011))
+    a, b = power_law(d, loss)
+    assert (a, b) == pytest.approx((0.1817, -0.7011))
+    rows = [{"tokens/ocr": float(x), "loss/ocr": float(y)} for x, y in zip(d, loss, strict=True)]
+    fit = fit_domains(rows, skip_frac=0.0)["ocr"]
+    assert fit["a"] == pytest.approx(0.1817) and fit["r2"] == pytest.approx(1.0)
+
+
+def test_accuracy_is_fit_linear_in_log_loss():
+    rows = [
+        {"eval/math/loss": L, "eval/math/accuracy": -0.0968 * math.log(L) + 0.7139}
+        for L in (2.0, 1.0, 0.5, 0.25)
+    ]
+    fit = fit_accuracy(rows)["math"]
+    assert (fit["slope"], fit["intercept"]) == pytest.approx((-0.0968, 0.7139))
