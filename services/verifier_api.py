@@ -5,12 +5,19 @@ remote-reward contract), ``GET /v1/verifiers``, ``GET /healthz``, ``GET /metrics
 An ASGI middleware at the edge enforces the API key and the body-size limit (declared
 Content-Length and streamed bytes alike) before FastAPI parses anything. Every error is a
 JSON object ``{"error": "...", ...}``; one bad item never fails a batch.
+
+The two hot routes, ``/v1/verify`` and ``/v1/verify/batch``, are answered by that edge
+middleware itself (same pydantic schemas, same error format, same handler functions as the
+FastAPI routes, which remain for OpenAPI and ``/docs``): FastAPI's routing, dependency
+solving and response machinery cost more CPU per request than the rest of the service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
+import inspect
 import json
 import logging
 import time
@@ -29,7 +36,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.settings import VerifierServiceSettings
@@ -54,20 +62,49 @@ Send = Callable[[Message], Awaitable[None]]
 _ROUTES = ("/v1/verify", "/v1/verify/batch", "/get_reward", "/v1/verifiers", "/healthz", "/metrics")
 
 
-class SafeJSONResponse(JSONResponse):
+def dump_json(content: Any) -> bytes:
     """JSON that cannot fail to render: NaN/inf become null, lone surrogates get escaped."""
+    try:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+    except (ValueError, UnicodeEncodeError, TypeError):
+        return json.dumps(json_safe(content), ensure_ascii=True, separators=(",", ":")).encode()
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSONResponse rendered by `dump_json`."""
 
     def render(self, content: Any) -> bytes:
-        try:
-            return json.dumps(
-                content, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            ).encode("utf-8")
-        except (ValueError, UnicodeEncodeError, TypeError):
-            return json.dumps(json_safe(content), ensure_ascii=True, separators=(",", ":")).encode()
+        return dump_json(content)
 
 
 def _error(status: int, message: str, **extra: Any) -> SafeJSONResponse:
     return SafeJSONResponse({"error": message, **extra}, status_code=status)
+
+
+_RESULTS = TypeAdapter(list[VerifyResponse])
+
+
+def render_result(res: VerifyResponse) -> bytes:
+    """One result as JSON, by pydantic's serializer (NaN/inf become null)."""
+    try:
+        return VerifyResponse.__pydantic_serializer__.to_json(res)
+    except PydanticSerializationError:  # lone surrogates in details or error
+        return dump_json(res.model_dump())
+
+
+def render_results(results: Sequence[VerifyResponse]) -> bytes:
+    """``{"results": [...]}`` as JSON."""
+    try:
+        return b'{"results":' + _RESULTS.dump_json(list(results)) + b"}"
+    except PydanticSerializationError:
+        return dump_json({"results": [r.model_dump() for r in results]})
+
+
+def _as_response(res: VerifyResult, cached: bool, elapsed_ms: float) -> VerifyResponse:
+    # `res` is validated already (the sandbox validates what a worker sends): no second pass
+    return VerifyResponse.model_construct(**res.__dict__, cached=cached, elapsed_ms=elapsed_ms)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -120,6 +157,20 @@ class Metrics:
             "hybridrl_sandbox_workers_alive", "live sandbox workers", registry=r
         )
 
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, memoised: ``labels()`` locks and validates on every call.
+
+        Label values come from closed sets (routes, status codes, registered verifier names),
+        so the memo stays small.
+        """
+        key = (id(metric), *labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
     def sandbox_event(self, kind: str, verifier: str) -> None:
         """The sandbox pool's event hook (called from its supervisor threads)."""
         if kind == "timeout":
@@ -155,7 +206,7 @@ class VerifierService:
             version = self.versions.get(r.verifier)
             if version is None:
                 err = str(registry.UnknownVerifierError(r.verifier, sorted(self.versions)))
-                out[i] = VerifyResponse(**VerifyResult.failure(r.verifier, err).model_dump())
+                out[i] = _as_response(VerifyResult.failure(r.verifier, err), False, 0.0)
                 continue
             keys[i] = cache_key(r.verifier, version, r.response, r.reference, r.options)
 
@@ -174,21 +225,25 @@ class VerifierService:
             if k is not None and k not in hits and k not in first:
                 first[k] = i
 
-        async def run(k: str, i: int) -> tuple[str, VerifyResult, float]:
+        # every unique item goes to the sandbox at once; each completion time is its own
+        done_at: dict[str, float] = {}
+        futures: dict[str, asyncio.Future[VerifyResult]] = {}
+        for k, i in first.items():
             r = reqs[i]
-            fut = self.pool.submit(r.verifier, r.response, r.reference, r.options)
-            res = await asyncio.wrap_future(fut)
-            return k, res, time.perf_counter()
-
-        done = await asyncio.gather(*(run(k, i) for k, i in first.items()))
-        computed: dict[str, tuple[VerifyResult, float]] = {k: (res, t) for k, res, t in done}
-        await self.cache.set_many(
-            [
-                (k, res.model_dump())
-                for k, (res, _) in computed.items()
-                if "sandbox" not in res.details
-            ]
-        )
+            fut = self.pool.submit_async(r.verifier, r.response, r.reference, r.options)
+            fut.add_done_callback(lambda _f, k=k: done_at.__setitem__(k, time.perf_counter()))
+            futures[k] = fut
+        for fut in futures.values():  # all run concurrently; awaiting in turn waits for the last
+            await fut
+        computed = {k: fut.result() for k, fut in futures.items()}
+        if self.cache.backend != "none":
+            await self.cache.set_many(
+                [
+                    (k, res.model_dump())
+                    for k, res in computed.items()
+                    if "sandbox" not in res.details
+                ]
+            )
 
         m = self.metrics
         for i, k in enumerate(keys):
@@ -200,16 +255,16 @@ class VerifierService:
                 status = "cached"
                 m.cache_hits.inc()
             else:
-                res, t_done = computed[k]
-                elapsed = t_done - t0
-                out[i] = VerifyResponse(**res.model_dump(), elapsed_ms=round(elapsed * 1000, 3))
+                res = computed[k]
+                elapsed = done_at.get(k, time.perf_counter()) - t0
+                out[i] = _as_response(res, False, round(elapsed * 1000, 3))
                 m.cache_misses.inc()
-                m.verify_latency.labels(verifier).observe(elapsed)
+                m.child(m.verify_latency, self._label(verifier)).observe(elapsed)
                 sandbox = res.details.get("sandbox")
                 status = (
                     sandbox if sandbox in ("timeout", "crash") else ("error" if res.error else "ok")
                 )
-            m.verifications.labels(route, self._label(verifier), status).inc()
+            m.child(m.verifications, route, self._label(verifier), status).inc()
         return [o for o in out if o is not None]
 
 
@@ -260,19 +315,85 @@ def strip_prompt(query: str, prompt: str | None) -> str:
     return query
 
 
+# --------------------------------------------------------------------------- the hot routes
+
+Answer = tuple[int, bytes]  # HTTP status, JSON body
+
+
+async def answer_verify(s: VerifierService, req: VerifyRequest) -> Answer:
+    """``POST /v1/verify`` once the body is a `VerifyRequest`."""
+    if req.verifier not in s.versions:
+        known = sorted(s.versions)
+        err = str(registry.UnknownVerifierError(req.verifier, known))
+        return 422, dump_json({"error": err, "known": known})
+    [res] = await s.verify_many([req], "/v1/verify")
+    return 200, render_result(res)
+
+
+async def answer_batch(s: VerifierService, batch: BatchRequest) -> Answer:
+    """``POST /v1/verify/batch`` once the body is a `BatchRequest`."""
+    return 200, render_results(await s.verify_many(batch.items, "/v1/verify/batch"))
+
+
+def parse_body(model: type[BaseModel], text: str) -> BaseModel | Answer:
+    """The body as ``model``, or the 4xx answer FastAPI would give (same messages and locs)."""
+    if not text:
+        errors: list[Any] = [{"loc": ("body",), "msg": "Field required", "type": "missing"}]
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            errors = [{"loc": ("body", e.pos), "msg": "JSON decode error", "type": "json_invalid"}]
+        except (ValueError, RecursionError) as e:  # e.g. a 10,000-digit number, deep nesting
+            return 400, dump_json({"error": f"request body is not usable JSON: {e}"[:300]})
+        else:
+            try:
+                return model.model_validate(data)
+            except ValidationError as e:
+                errors = [{**err, "loc": ("body", *err["loc"])} for err in e.errors()]
+            except RecursionError:
+                return 400, dump_json({"error": "request body is nested too deeply"})
+    message, detail = _validation_message(errors)
+    return 422, dump_json({"error": message, "detail": detail})
+
+
+async def _hot_verify(s: VerifierService, text: str) -> Answer:
+    req = parse_body(VerifyRequest, text)
+    return await answer_verify(s, req) if isinstance(req, VerifyRequest) else req  # type: ignore[return-value]
+
+
+async def _hot_batch(s: VerifierService, text: str) -> Answer:
+    batch = parse_body(BatchRequest, text)
+    return await answer_batch(s, batch) if isinstance(batch, BatchRequest) else batch  # type: ignore[return-value]
+
+
+_HOT_ROUTES: dict[str, Callable[[VerifierService, str], Awaitable[Answer]]] = {
+    "/v1/verify": _hot_verify,
+    "/v1/verify/batch": _hot_batch,
+}
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
 # --------------------------------------------------------------------------- the edge
 
 
 class EdgeMiddleware:
     """API key, body-size limit and HTTP metrics, before FastAPI sees a byte of the body."""
 
-    def __init__(self, app: Any, settings: VerifierServiceSettings, metrics: Metrics):
+    def __init__(
+        self,
+        app: Any,
+        settings: VerifierServiceSettings,
+        metrics: Metrics,
+        service: Callable[[], VerifierService | None],
+    ):
         self.app = app
         self.max_body = settings.max_body_bytes
         self.drain_cap = max(4 * self.max_body, 32 * 1024 * 1024)
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self.expected_auth = f"Bearer {key}".encode() if key else None
         self.metrics = metrics
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -290,8 +411,9 @@ class EdgeMiddleware:
         try:
             await self._handle(scope, receive, send_wrapper)
         finally:
-            self.metrics.http_requests.labels(route, str(status["code"])).inc()
-            self.metrics.http_latency.labels(route).observe(time.perf_counter() - t0)
+            m = self.metrics
+            m.child(m.http_requests, route, str(status["code"])).inc()
+            m.child(m.http_latency, route).observe(time.perf_counter() - t0)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -327,10 +449,15 @@ class EdgeMiddleware:
             return
         if scope["method"] == "POST":
             try:
-                b"".join(chunks).decode("utf-8")
+                text = b"".join(chunks).decode("utf-8")
             except UnicodeDecodeError as e:
                 msg = f"request body is not valid UTF-8 (byte {e.start}); send JSON in UTF-8"
                 await _error(400, msg)(scope, receive, send)
+                return
+            hot = _HOT_ROUTES.get(scope["path"])
+            svc = self.service() if hot is not None else None
+            if hot is not None and svc is not None:
+                await self._answer_hot(hot, svc, text, send)
                 return
         if scope["method"] == "POST" and b"json" not in headers.get(b"content-type", b"json"):
             # every POST body here is JSON; parse it as such whatever the client labelled it
@@ -348,6 +475,23 @@ class EdgeMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _answer_hot(
+        self,
+        hot: Callable[[VerifierService, str], Awaitable[Answer]],
+        svc: VerifierService,
+        text: str,
+        send: Send,
+    ) -> None:
+        try:
+            status, body = await hot(svc, text)
+        except Exception as e:  # noqa: BLE001 - a bug here must still answer in JSON
+            log.exception("unhandled error on a verify route")
+            status = 500
+            body = dump_json({"error": f"internal error ({type(e).__name__}); see the service log"})
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _validation_message(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -385,6 +529,12 @@ def create_app(settings: VerifierServiceSettings | None = None) -> FastAPI:
         metrics.workers_alive.set_function(pool.alive)
         cache = make_cache(settings.redis_url, settings.cache_size, settings.cache_ttl_s)
         app.state.svc = VerifierService(pool, cache, metrics)
+        # Everything imported so far (FastAPI, pydantic, the verifiers' sympy) lives as long as
+        # the process: move it out of the collector's reach. Otherwise each full collection
+        # walks it all, a 100-300 ms pause of every request in flight, every second or two
+        # under load.
+        gc.collect()
+        gc.freeze()
         log.info(
             "verifier service ready: %d workers, timeout %.1fs, cache %s, sandbox %s",
             settings.workers,
@@ -398,14 +548,25 @@ def create_app(settings: VerifierServiceSettings | None = None) -> FastAPI:
             await cache.close()
             await asyncio.to_thread(pool.close)
 
+    extra: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        # FastAPI >= 0.16x asks OpenTelemetry on every request whether anyone listens (several
+        # environment lookups); this service exports Prometheus metrics of its own
+        extra["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(
         title="hybridrl verifier API",
         version="1",
         description="Rule-based rewards (RLVR) for RL post-training, run in a sandboxed worker pool.",
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        **extra,
     )
-    app.add_middleware(EdgeMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(
+        EdgeMiddleware,
+        settings=settings,
+        metrics=metrics,
+        service=lambda: getattr(app.state, "svc", None),
+    )
 
     @app.exception_handler(RequestValidationError)
     async def _on_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -434,18 +595,14 @@ def create_app(settings: VerifierServiceSettings | None = None) -> FastAPI:
     )
     async def verify(req: VerifyRequest, request: Request) -> Response:
         """Verify one response against its reference with the named verifier."""
-        s = svc(request)
-        if req.verifier not in s.versions:
-            known = sorted(s.versions)
-            return _error(422, str(registry.UnknownVerifierError(req.verifier, known)), known=known)
-        [res] = await s.verify_many([req], "/v1/verify")
-        return SafeJSONResponse(res.model_dump())
+        status, body = await answer_verify(svc(request), req)
+        return Response(body, status, media_type="application/json")
 
     @app.post("/v1/verify/batch", response_model=BatchResponse)
     async def verify_batch(batch: BatchRequest, request: Request) -> Response:
         """Verify many items concurrently; results in request order, bad items get error results."""
-        results = await svc(request).verify_many(batch.items, "/v1/verify/batch")
-        return SafeJSONResponse({"results": [r.model_dump() for r in results]})
+        status, body = await answer_batch(svc(request), batch)
+        return Response(body, status, media_type="application/json")
 
     @app.post("/get_reward")
     async def get_reward(req: RewardRequest, request: Request) -> Response:

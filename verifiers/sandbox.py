@@ -1,9 +1,15 @@
 """The sandbox pool: verifiers run in warm, killable worker processes with rlimits and a deadline.
 
-Each worker is a process (forkserver start method, so a fresh worker forks from a server that
-has already imported the verifiers: a restart costs milliseconds, not an interpreter start).
-Every worker has a supervisor thread in the parent that takes one item at a time from a shared
-queue, sends it down the worker's pipe and waits for the answer with ``poll(timeout)``. An item
+Each worker is a process forked from a *zygote* that has already imported the verifiers (a
+restart costs milliseconds, not an interpreter start). Every worker has a supervisor thread in
+the parent that takes items from a shared queue, sends them down the worker's socket
+(length-prefixed frames: a pickle going in, JSON coming back, so that nothing a worker sends is
+ever unpickled by the parent) and waits for each answer with ``poll(timeout)``. While an item
+runs, the supervisor already sends the next few queued ones (``_PIPELINE_DEPTH``), so the
+worker goes from one to the next without waiting for a round trip through the supervisor. If
+the running item is still busy after ``_STEAL_AFTER_S``, the items behind it go back to the
+shared queue for the other workers (the worker is told to skip them), so a slow item never
+holds up others. Each item's deadline counts from when the worker starts it. An item
 that passes its deadline gets its worker SIGKILLed and replaced; a worker that dies mid-item
 (segfault, OOM kill, ``os._exit``, an external ``kill -9``) is replaced the same way. Either way
 only that one item fails, with ``reward 0, correct false, error "timeout after 3.0s"`` or
@@ -20,26 +26,31 @@ processes of the same user; the verifiers never evaluate model text, and these l
 second line of defence, not the first.
 
 Sync API: ``pool.verify(...)``, ``pool.map(requests)``; asyncio API: ``await pool.run(requests)``,
-``await pool.run_one(request)``; both submit into the same queue, so many items run concurrently.
+``await pool.run_one(request)``, ``pool.submit_async(...)``; all submit into the same queue, so many
+items run concurrently. Asyncio callers get plain asyncio futures, resolved with one
+``call_soon_threadsafe`` each, not ``concurrent.futures`` wrapped into asyncio ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import ctypes
+import gc
 import importlib
 import json
 import logging
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
+import pickle
 import platform
 import queue
 import resource
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -62,6 +73,13 @@ _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _PR_SET_NO_NEW_PRIVS = 38
 _memory_mb = 0  # a worker's RLIMIT_AS, for its out-of-memory message
+_HEADER = struct.Struct("!I")
+_PIPELINE_DEPTH = 4  # items sent to a worker ahead of its answers (the running one included)
+_PIPELINE_MAX_BYTES = 64 * 1024  # larger items wait for an idle worker: a send must not block
+_STEAL_AFTER_S = 0.05  # a running item this old hands the items queued behind it to others
+# A result is a few hundred bytes; a larger frame from a worker means a broken (or subverted)
+# worker, not a result to buffer.
+_MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,12 +95,108 @@ class WorkerInfo:
 
 @dataclass
 class _Job:
+    """One queued item and where its result goes: a concurrent future, or an asyncio one."""
+
     verifier: str
     response: Any
     reference: Any
     options: dict[str, Any]
     timeout_s: float
-    future: concurrent.futures.Future[VerifyResult]
+    future: concurrent.futures.Future[VerifyResult] | asyncio.Future[VerifyResult]
+    loop: asyncio.AbstractEventLoop | None = None  # set for an asyncio future
+    claimed: bool = False  # taken by a worker once (it may come back to the queue, unrun)
+
+    def claim(self) -> bool:
+        """Mark the item as taken by a worker; False if its caller cancelled it meanwhile."""
+        if self.claimed:
+            return True
+        self.claimed = True
+        if self.loop is None:
+            assert isinstance(self.future, concurrent.futures.Future)
+            return self.future.set_running_or_notify_cancel()
+        return not self.future.cancelled()  # read from another thread: at worst one wasted run
+
+    def deliver(self, result: VerifyResult) -> None:
+        if self.loop is None:
+            assert isinstance(self.future, concurrent.futures.Future)
+            self.future.set_result(result)
+            return
+        try:
+            self.loop.call_soon_threadsafe(_resolve, self.future, result)
+        except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(future: asyncio.Future[VerifyResult], result: VerifyResult) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+class _Channel:
+    """Length-prefixed frames over a stream socket, read with an optional deadline."""
+
+    def __init__(self, sock: socket.socket, max_frame: int = 0xFFFFFFFF):
+        self.sock = sock
+        self.max_frame = max_frame
+        self.buf = bytearray()
+        self._poller: select.poll | None = None
+
+    def send(self, payload: bytes) -> None:
+        self.sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+    def _frame(self) -> bytes | None:
+        if len(self.buf) < _HEADER.size:
+            return None
+        (n,) = _HEADER.unpack_from(self.buf)
+        if n > self.max_frame:
+            raise EOFError(f"frame of {n} bytes (limit {self.max_frame})")
+        end = _HEADER.size + n
+        if len(self.buf) < end:
+            return None
+        frame = bytes(self.buf[_HEADER.size : end])
+        del self.buf[:end]
+        return frame
+
+    def recv(self, timeout_s: float | None) -> bytes | None:
+        """The next frame; None if ``timeout_s`` passes first; EOFError when the peer is gone."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            frame = self._frame()
+            if frame is not None:
+                return frame
+            if deadline is not None:
+                if self._poller is None:
+                    self._poller = select.poll()
+                    self._poller.register(self.sock.fileno(), select.POLLIN)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._poller.poll(math.ceil(left * 1000)):
+                    return None
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError("peer closed the connection")
+            self.buf += chunk
+
+    def recv_ready(self, block: bool) -> list[bytes]:
+        """Every complete frame available now; with ``block``, wait for at least one first."""
+        frames = []
+        if block:
+            first = self.recv(None)
+            assert first is not None
+            frames.append(first)
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            if not chunk:
+                raise EOFError("peer closed the connection")
+            self.buf += chunk
+        while (frame := self._frame()) is not None:
+            frames.append(frame)
+        return frames
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 # --------------------------------------------------------------------------- worker side
@@ -203,9 +317,16 @@ def _run_item(verifier: str, response: Any, reference: Any, options: Any) -> dic
     return out
 
 
-def _worker_loop(
-    conn: multiprocessing.connection.Connection, memory_mb: int, isolate_network: bool
-) -> None:
+def _encode_result(out: dict[str, Any], verifier: str) -> bytes:
+    """A result as ASCII JSON (lone surrogates travel as escapes); a failure if it cannot be."""
+    try:
+        return json.dumps(out, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    except Exception as e:  # noqa: BLE001 - json_safe makes this unreachable in practice
+        failure = VerifyResult.failure(verifier, f"result not serialisable: {e}"[:500])
+        return json.dumps(failure.model_dump(), ensure_ascii=True).encode("ascii")
+
+
+def _worker_loop(sock: socket.socket, memory_mb: int, isolate_network: bool) -> None:
     """A forked worker: restrict itself, say hello, then answer items until EOF or ``None``."""
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -213,26 +334,42 @@ def _worker_loop(
     global _memory_mb
     _memory_mb = memory_mb
     applied = _restrict(memory_mb, isolate_network)
-    conn.send(("ready", os.getpid(), applied))
+    chan = _Channel(sock)
+    chan.send(json.dumps({"pid": os.getpid(), "applied": applied}).encode())
+    pending: collections.deque[tuple[Any, ...]] = collections.deque()
+    skip_upto = -1
     while True:
+        # Read what the parent sent (items, skips); wait only when there is nothing to run.
+        # Reading before each item is what lets a "skip" overtake the items it names.
         try:
-            msg = conn.recv()
+            frames = chan.recv_ready(block=not pending)
         except (EOFError, OSError):  # parent gone
             return
-        if msg is None:
-            return
+        for frame in frames:
+            msg = pickle.loads(frame)  # from the parent: trusted
+            if msg is None:
+                return
+            if msg[0] == "skip":
+                skip_upto = max(skip_upto, msg[1])
+            else:
+                pending.append(msg)
+        if not pending:
+            continue
+        _, seq, verifier, *args = pending.popleft()
+        if seq <= skip_upto:  # handed to another worker meanwhile
+            reply = b'{"seq":%d,"skipped":true}' % seq
+        else:
+            try:
+                out = _run_item(verifier, *args)
+            except BaseException as e:  # noqa: BLE001
+                out = VerifyResult.failure(
+                    str(verifier), f"{type(e).__name__}: {e}"[:500]
+                ).model_dump()
+            reply = b'{"seq":%d,"result":%s}' % (seq, _encode_result(out, str(verifier)))
         try:
-            out = _run_item(*msg)
-        except BaseException as e:  # noqa: BLE001
-            out = VerifyResult.failure(str(msg[0]), f"{type(e).__name__}: {e}"[:500]).model_dump()
-        try:
-            conn.send(out)
-        except (EOFError, OSError):
+            chan.send(reply)
+        except OSError:
             return
-        except Exception as e:  # noqa: BLE001 - an unpicklable result
-            conn.send(
-                VerifyResult.failure(str(msg[0]), f"result not serialisable: {e}").model_dump()
-            )
 
 
 def _zygote_main(cfg: dict[str, Any]) -> None:
@@ -256,6 +393,11 @@ def _zygote_main(cfg: dict[str, Any]) -> None:
     except BaseException as e:  # noqa: BLE001 - tell the parent why no worker can serve
         ctl.send(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
         return
+    # Move everything imported so far out of the collector's reach: a worker's full
+    # collection would otherwise walk sympy & co. (~150 ms on a loaded core) in the middle of
+    # an item, and the forked workers keep sharing those pages instead of touching them.
+    gc.collect()
+    gc.freeze()
     ctl.send(b'{"ready": true}')
     while True:
         try:
@@ -271,8 +413,9 @@ def _zygote_main(cfg: dict[str, Any]) -> None:
                 code = 0
                 try:
                     ctl.close()
-                    conn = multiprocessing.connection.Connection(fds[0])
-                    _worker_loop(conn, cfg["memory_mb"], cfg["isolate_network"])
+                    _worker_loop(
+                        socket.socket(fileno=fds[0]), cfg["memory_mb"], cfg["isolate_network"]
+                    )
                 except BaseException:  # noqa: BLE001
                     code = 1
                 os._exit(code)
@@ -392,8 +535,8 @@ class _Zygote:
             if self.ctl is None:
                 self._start()
 
-    def fork_worker(self) -> tuple[int, multiprocessing.connection.Connection]:
-        """A new warm worker: its pid and a connection to it."""
+    def fork_worker(self) -> tuple[int, _Channel]:
+        """A new warm worker: its pid and a channel to it."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             reply = self._ask({"op": "fork"}, [theirs.fileno()])
@@ -402,7 +545,7 @@ class _Zygote:
         if "pid" not in reply:
             mine.close()
             raise RuntimeError(reply.get("error", "fork failed"))
-        return reply["pid"], multiprocessing.connection.Connection(mine.detach())
+        return reply["pid"], _Channel(mine, max_frame=_MAX_RESULT_BYTES)
 
     def reap(self, pid: int) -> int | None:
         """Collect a dead (or killed) worker; its exit code."""
@@ -430,45 +573,70 @@ class _Zygote:
             self._stop()
 
 
+@dataclass
+class _Sent:
+    """An item sent to a worker and not answered yet."""
+
+    seq: int
+    job: _Job
+    ghost: bool = False  # handed back to the queue: whatever the worker answers is dropped
+
+
 class _Slot:
-    """One worker process and the supervisor thread that feeds it one item at a time."""
+    """One worker process and the supervisor thread that feeds it and enforces deadlines."""
 
     def __init__(self, pool: SandboxPool, index: int):
         self.pool = pool
         self.index = index
         self.pid: int | None = None
-        self.conn: multiprocessing.connection.Connection | None = None
+        self.chan: _Channel | None = None
         self.busy: tuple[str, float] | None = None
         self.ready = threading.Event()
         self.start_error: str | None = None
+        self.inflight: collections.deque[_Sent] = collections.deque()
+        self.started = 0.0  # when the worker began the head of `inflight`
+        self.held: _Job | None = None  # too large to pipeline: sent when the worker is idle
+        self.seq = 0
+        self.stopping = False
+        self.steal_after_s = min(_STEAL_AFTER_S, pool.timeout_s / 4)
         self.thread = threading.Thread(target=self._loop, name=f"sandbox-slot-{index}", daemon=True)
 
     # -- process management
     def _spawn(self) -> str | None:
         """Fork a worker from the zygote and wait for its hello; an error message on failure."""
         try:
-            pid, conn = self.pool._zygote.fork_worker()
+            pid, chan = self.pool._zygote.fork_worker()
         except RuntimeError as e:
             return str(e)
         try:
-            if not conn.poll(_HELLO_TIMEOUT_S):
+            frame = chan.recv(_HELLO_TIMEOUT_S)
+            if frame is None:
                 raise TimeoutError(f"no hello after {_HELLO_TIMEOUT_S:.0f}s")
-            hello = conn.recv()
-        except (EOFError, OSError, TimeoutError) as e:
-            conn.close()
+            applied = json.loads(frame)["applied"]
+            isolation = {str(k): str(v) for k, v in applied.items()}
+        except (
+            EOFError,
+            OSError,
+            TimeoutError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+        ) as e:
+            chan.close()
             _kill(pid)
             code = self.pool._zygote.reap(pid)
             return f"worker failed to start: {e or type(e).__name__} (exit code {code})"
-        self.pid, self.conn = pid, conn
-        self.pool.isolation = hello[2]
+        self.pid, self.chan = pid, chan
+        self.pool.isolation = isolation
         return None
 
     def _discard(self) -> int | None:
         """Forget the current worker (killing it if it still runs); returns its exit code."""
-        pid, conn = self.pid, self.conn
-        self.pid, self.conn = None, None
-        if conn is not None:
-            conn.close()
+        pid, chan = self.pid, self.chan
+        self.pid, self.chan = None, None
+        if chan is not None:
+            chan.close()
         if pid is None:
             return None
         _kill(pid)
@@ -486,68 +654,187 @@ class _Slot:
         self.start_error = self._spawn()
         self.ready.set()
         while True:
-            job = self.pool._queue.get()
-            if job is _STOP:
-                break
-            if not job.future.set_running_or_notify_cancel():
-                continue
-            try:
-                result, dead = self._execute(job)
-            except Exception as e:  # noqa: BLE001 - never leave a future unresolved
-                log.exception("sandbox slot %d failed", self.index)
-                result = VerifyResult.failure(job.verifier, f"sandbox error: {e}", sandbox="error")
-                dead = True
-            job.future.set_result(result)
-            if dead and not self.pool._closed:
-                self._restart(job.verifier)
+            if not self.inflight:
+                if self.held is not None:
+                    job, self.held = self.held, None
+                else:
+                    if self.stopping:
+                        break
+                    job = self.pool._queue.get()
+                    if job is _STOP:
+                        break
+                    if not job.claim():
+                        continue
+                self._guarded(self._dispatch, job)
+                if not self.inflight:
+                    continue
+            self._guarded(self._top_up)
+            self._guarded(self._wait_for_answer)
         self._shutdown()
 
-    def _execute(self, job: _Job) -> tuple[VerifyResult, bool]:
-        """Run one item on this slot's worker; returns (result, worker_needs_replacing)."""
-        if self.conn is None:
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run one step; on a bug, fail what this worker holds and replace it."""
+        try:
+            step(*args)
+        except Exception as e:  # noqa: BLE001 - never leave a future unresolved
+            log.exception("sandbox slot %d failed", self.index)
+            lost = [s.job for s in self.inflight if not s.ghost]
+            lost += [a for a in args if isinstance(a, _Job) and all(a is not j for j in lost)]
+            if self.held is not None:
+                lost.append(self.held)
+            self.inflight.clear()
+            self.held = None
+            self.busy = None
+            for job in lost:
+                job.deliver(
+                    VerifyResult.failure(job.verifier, f"sandbox error: {e}", sandbox="error")
+                )
+            if not self.pool._closed:
+                self._restart("")
+
+    def _dispatch(self, job: _Job) -> None:
+        """Send one item to the worker (spawning one if needed), or answer it with an error."""
+        if self.chan is None:
             err = self._spawn()
             if err:
-                return VerifyResult.failure(
-                    job.verifier, f"sandbox unavailable: {err}", sandbox="unavailable"
-                ), False
-        msg = (job.verifier, job.response, job.reference, job.options)
-        assert self.conn is not None
+                job.deliver(
+                    VerifyResult.failure(
+                        job.verifier, f"sandbox unavailable: {err}", sandbox="unavailable"
+                    )
+                )
+                return
+        seq = self.seq = self.seq + 1
         try:
-            self.conn.send(msg)
-        except (OSError, EOFError):  # the worker died while idle: the item has not run, resend
+            msg = ("item", seq, job.verifier, job.response, job.reference, job.options)
+            payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # noqa: BLE001 - e.g. an unpicklable reference (Python API)
+            job.deliver(VerifyResult.failure(job.verifier, f"request not serialisable: {e}"))
+            return
+        idle = not self.inflight
+        if not idle and len(payload) > _PIPELINE_MAX_BYTES:
+            self.held = job
+            return
+        assert self.chan is not None
+        try:
+            self.chan.send(payload)
+        except OSError:
+            if not idle:  # the worker is dying; the pending answer read will see it
+                self.pool._queue.put(job)
+                return
+            # the worker died while idle: the item has not run, send it to a new one
             self._restart(job.verifier)
-            if self.conn is None:
-                return VerifyResult.failure(
-                    job.verifier, "sandbox unavailable", sandbox="unavailable"
-                ), False
-            self.conn.send(msg)
-        except Exception as e:  # noqa: BLE001 - e.g. an unpicklable reference from the Python API
-            return VerifyResult.failure(job.verifier, f"request not serialisable: {e}"), False
-        self.busy = (job.verifier, time.monotonic())
+            if self.chan is None:
+                job.deliver(
+                    VerifyResult.failure(job.verifier, "sandbox unavailable", sandbox="unavailable")
+                )
+                return
+            self.chan.send(payload)
+        self.inflight.append(_Sent(seq, job))
+        if idle:
+            self._head_started()
+
+    def _head_started(self) -> None:
+        self.started = time.monotonic()
+        self.busy = (self.inflight[0].job.verifier, self.started) if self.inflight else None
+
+    def _top_up(self) -> None:
+        """Pipeline more queued items while the running one is young and nothing was stolen."""
+        while (
+            len(self.inflight) < _PIPELINE_DEPTH
+            and self.held is None
+            and not self.stopping
+            and self.chan is not None
+            and not any(s.ghost for s in self.inflight)
+            and time.monotonic() - self.started < self.steal_after_s
+        ):
+            try:
+                job = self.pool._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is _STOP:
+                self.stopping = True
+                return
+            if job.claim():
+                self._dispatch(job)
+
+    def _wait_for_answer(self) -> None:
+        """Wait for the head item's answer, its deadline, or the moment to steal back."""
+        if not self.inflight or self.chan is None:
+            return
+        head = self.inflight[0]
+        deadline = self.started + head.job.timeout_s
+        stealable = any(not s.ghost for s in list(self.inflight)[1:])
+        wake = min(deadline, self.started + self.steal_after_s) if stealable else deadline
         try:
-            if not self.conn.poll(job.timeout_s):
-                self._discard()
-                self.pool._emit("timeout", job.verifier)
-                return VerifyResult.failure(
-                    job.verifier, f"timeout after {_seconds(job.timeout_s)}s", sandbox="timeout"
-                ), True
-            payload = self.conn.recv()
+            frame = self.chan.recv(max(0.0, wake - time.monotonic()))
         except (EOFError, OSError):
-            code = self._discard()
-            self.pool._emit("crash", job.verifier)
-            why = f"exit code {code}" if code is not None else "exit status unknown"
-            return VerifyResult.failure(
-                job.verifier, f"worker crashed ({why})", sandbox="crash"
-            ), True
-        finally:
-            self.busy = None
-        return VerifyResult.model_validate(payload), False
+            self._lost_worker("crash")
+            return
+        if frame is None:
+            if time.monotonic() >= deadline:
+                self._lost_worker("timeout")
+            else:
+                self._steal()
+            return
+        self._answer(head, frame)
+
+    def _answer(self, head: _Sent, frame: bytes) -> None:
+        try:  # the worker is sandboxed, so its answer is parsed as data and validated
+            msg = json.loads(frame)
+            if msg["seq"] != head.seq:
+                raise ValueError(f"answer for item {msg['seq']}, expected {head.seq}")
+            result = None if msg.get("skipped") else VerifyResult.model_validate(msg["result"])
+        except (ValueError, TypeError, KeyError, RecursionError) as e:
+            self._lost_worker("crash", f"worker sent an invalid result ({type(e).__name__})")
+            return
+        self.inflight.popleft()
+        self._head_started()
+        if head.ghost:
+            return
+        if result is None:  # skipped though never stolen: cannot happen; run it elsewhere
+            self.pool._queue.put(head.job)
+            return
+        head.job.deliver(result)
+
+    def _steal(self) -> None:
+        """Hand the items queued behind a slow one back to the shared queue."""
+        stolen = [s for s in list(self.inflight)[1:] if not s.ghost]
+        for sent in stolen:
+            sent.ghost = True
+            self.pool._queue.put(sent.job)
+        assert self.chan is not None
+        try:
+            self.chan.send(pickle.dumps(("skip", stolen[-1].seq)))
+        except OSError:
+            pass  # the worker is gone: the next read says so
+
+    def _lost_worker(self, why: str, message: str | None = None) -> None:
+        """The head item timed out or its worker died: kill, answer, requeue the rest, replace."""
+        head = self.inflight.popleft()
+        code = self._discard()
+        rest = [s.job for s in self.inflight if not s.ghost]
+        self.inflight.clear()
+        self.busy = None
+        verifier = head.job.verifier
+        if not head.ghost:  # a ghost's own copy runs (and is reported) elsewhere
+            if why == "timeout":
+                self.pool._emit("timeout", verifier)
+                error = f"timeout after {_seconds(head.job.timeout_s)}s"
+            else:
+                self.pool._emit("crash", verifier)
+                exit_status = f"exit code {code}" if code is not None else "exit status unknown"
+                error = message or f"worker crashed ({exit_status})"
+            head.job.deliver(VerifyResult.failure(verifier, error, sandbox=why))
+        for job in rest:  # never started: not the crash's fault
+            self.pool._queue.put(job)
+        if not self.pool._closed:
+            self._restart(verifier)
 
     def _shutdown(self) -> None:
-        if self.conn is not None:
+        if self.chan is not None:
             try:
-                self.conn.send(None)
-            except (OSError, EOFError):
+                self.chan.send(pickle.dumps(None))
+            except OSError:
                 pass
         self._discard()
 
@@ -666,14 +953,40 @@ class SandboxPool:
         timeout_s: float | None = None,
     ) -> concurrent.futures.Future[VerifyResult]:
         """Queue one item; the future resolves to its `VerifyResult` (never raises)."""
+        fut: concurrent.futures.Future[VerifyResult] = concurrent.futures.Future()
+        self._enqueue(verifier, response, reference, options, timeout_s, fut, None)
+        return fut
+
+    def submit_async(
+        self,
+        verifier: str,
+        response: Any,
+        reference: Any = None,
+        options: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> asyncio.Future[VerifyResult]:
+        """Asyncio: queue one item from the running loop; the future resolves to its result."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[VerifyResult] = loop.create_future()
+        self._enqueue(verifier, response, reference, options, timeout_s, fut, loop)
+        return fut
+
+    def _enqueue(
+        self,
+        verifier: str,
+        response: Any,
+        reference: Any,
+        options: dict[str, Any] | None,
+        timeout_s: float | None,
+        fut: concurrent.futures.Future[VerifyResult] | asyncio.Future[VerifyResult],
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
         if self._closed:
             raise RuntimeError("sandbox pool is closed")
         if not self._started:
             self.start()
-        fut: concurrent.futures.Future[VerifyResult] = concurrent.futures.Future()
         t = self.timeout_s if timeout_s is None else min(float(timeout_s), self.timeout_s)
-        self._queue.put(_Job(verifier, response, reference, dict(options or {}), t, fut))
-        return fut
+        self._queue.put(_Job(verifier, response, reference, dict(options or {}), t, fut, loop))
 
     def verify(
         self,
@@ -692,15 +1005,12 @@ class SandboxPool:
 
     async def run_one(self, request: VerifyRequest) -> VerifyResult:
         """Asyncio: run one item without blocking the event loop."""
-        fut = self.submit(request.verifier, request.response, request.reference, request.options)
-        return await asyncio.wrap_future(fut)
+        r = request
+        return await self.submit_async(r.verifier, r.response, r.reference, r.options)
 
     async def run(self, requests: Sequence[VerifyRequest]) -> list[VerifyResult]:
         """Asyncio: run many items concurrently; results in request order."""
-        futs = [
-            asyncio.wrap_future(self.submit(r.verifier, r.response, r.reference, r.options))
-            for r in requests
-        ]
+        futs = [self.submit_async(r.verifier, r.response, r.reference, r.options) for r in requests]
         return list(await asyncio.gather(*futs))
 
     # -- introspection and shutdown
@@ -716,22 +1026,26 @@ class SandboxPool:
         if self._closed:
             return
         self._closed = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not _STOP and job.future.set_running_or_notify_cancel():
-                job.future.set_result(
-                    VerifyResult.failure(job.verifier, "sandbox pool closed", sandbox="closed")
-                )
+        self._fail_queued()
         for _ in self._slots:
             self._queue.put(_STOP)
         for slot in self._slots:
             if slot.thread.is_alive():
                 slot.thread.join(self.timeout_s + 5)
             slot._discard()
+        self._fail_queued()  # items a stopping supervisor handed back
         self._zygote.close()
+
+    def _fail_queued(self) -> None:
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not _STOP and job.claim():
+                job.deliver(
+                    VerifyResult.failure(job.verifier, "sandbox pool closed", sandbox="closed")
+                )
 
     def __enter__(self) -> SandboxPool:
         return self.start()
