@@ -243,6 +243,8 @@ MATH_PAIRS: list[tuple[str, str, bool]] = [
     ("(2,\\infty)", _b("x>2"), True),
     ("x<1 \\text{ or } x>2", _b("(-\\infty,1)\\cup(2,\\infty)"), True),
     ("3", "Thus \\boxed{3}. \\boxed{}", True),
+    ("\\cos 60^\\circ", _b("\\frac{1}{2}"), True),
+    ("\\frac{\\sqrt{6}-\\sqrt{2}}{4}", _b("\\sin 15^\\circ"), True),
 ]
 
 
@@ -266,4 +268,8 @@ MATH_VERIFY_KNOWN_WRONG: dict[tuple[str, str], str] = {
     ("x<1 \\text{ or } x>2", _b("(-\\infty,1)\\cup(2,\\infty)")): "'x<1 or x>2' is not "
     "converted to the union of intervals",
     ("3", "Thus \\boxed{3}. \\boxed{}"): "an empty trailing box hides the real answer",
+    ("\\cos 60^\\circ", _b("\\frac{1}{2}")): "degrees inside a trig function are dropped, "
+    "not converted to radians",
+    ("\\frac{\\sqrt{6}-\\sqrt{2}}{4}", _b("\\sin 15^\\circ")): "degrees inside a trig function "
+    "are dropped",
 }

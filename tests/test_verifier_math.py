@@ -365,7 +365,9 @@ def test_details_say_what_was_compared_and_how() -> None:
     assert r.correct and d["extraction"] == "boxed" and d["extracted"] == "(x+1)^2"
     assert d["parsed_reference"] == "x**2 + 2*x + 1"
     assert d["parsed_response"] == "(x + 1)**2"
-    assert d["method"] == "sampling"
+    assert d["method"] == "algebra"
+    assert run(boxed("1"), "\\sin^2 x + \\cos^2 x").details["method"] == "sampling"
+    assert run(boxed("\\frac{1}{\\sqrt{2}}"), "\\frac{\\sqrt{2}}{2}").details["method"] == "numeric"
     assert run(boxed("0.5"), "\\frac{1}{2}").details["method"] == "identical"
     assert run(boxed("2, 1"), "\\{1,2\\}").details["method"] == "set"
 

@@ -8,11 +8,11 @@ Every input here already passed `verifiers.math_guard`, so evaluation is bounded
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import sympy
 
+from verifiers import math_numeric as numeric
 from verifiers.math_latex import (
     Answer,
     FSet,
@@ -32,7 +32,7 @@ DEFAULT_REL_TOL = 1e-9
 DEFAULT_ABS_TOL = 1e-6  # answers written with decimals must agree to 6 decimal places
 _EXACT_REL = 1e-10  # numeric check of exact expressions (evaluated to 30 digits)
 _EXACT_ABS = 1e-20
-_SIMPLIFY_MAX_OPS = 20  # simplify's cost grows fast; numbers decide nearly everything first
+_SIMPLIFY_MAX_NODES = 20  # simplify's cost grows fast; numbers decide nearly everything first
 # fixed (not random) sample values keep verdicts deterministic, hence cacheable; both signs,
 # so that sqrt(x^2) and x differ
 _SAMPLES = ("0.7391", "-1.2873", "1.6181", "-0.4159", "2.3026", "0.5772")
@@ -68,16 +68,38 @@ def _is_scalar(a: Answer) -> bool:
     return isinstance(a, sympy.Basic)
 
 
-def _value(e: sympy.Basic, subs: dict | None = None) -> complex | None:
-    """A finite complex value of ``e`` (at ``subs``), or None when it has none."""
-    try:
-        v = e.evalf(30, subs=subs) if subs else e.evalf(30)
-        c = complex(v)
-    except (TypeError, ValueError, ArithmeticError, RecursionError, AttributeError):
-        return None
-    if not (math.isfinite(c.real) and math.isfinite(c.imag)):
-        return None
-    return c
+def _sub(a: sympy.Basic, b: sympy.Basic) -> sympy.Basic:
+    """``a - b`` built unevaluated (see `verifiers.math_latex._exact` for why)."""
+    return sympy.Add(a, sympy.Mul(-1, b, evaluate=False), evaluate=False)
+
+
+def _points(syms: list[sympy.Symbol]):
+    """Fixed sample points: each symbol gets a different value of both signs."""
+    ctx = numeric.context()
+    for j in range(len(_SAMPLES)):
+        yield {
+            s: ctx.mpf(_SAMPLES[(j + 2 * k) % len(_SAMPLES)]) + ctx.mpf("0.0113") * k
+            for k, s in enumerate(syms)
+        }
+
+
+_ALGEBRA_MAX_NODES = 60
+_ALGEBRA_MAX_POWER = 8
+
+
+def _rational_function(e: sympy.Basic) -> bool:
+    """A ratio of small polynomials with rational coefficients (exact algebra is cheap)."""
+    for node in sympy.preorder_traversal(e):
+        if isinstance(node, (sympy.Symbol, sympy.Rational, sympy.Add, sympy.Mul)):
+            continue
+        if (
+            isinstance(node, sympy.Pow)
+            and node.exp.is_Integer
+            and abs(int(node.exp)) <= _ALGEBRA_MAX_POWER
+        ):
+            continue
+        return False
+    return True
 
 
 def _assignment_value(a: Answer) -> Answer | None:
@@ -146,12 +168,13 @@ class _Comparer:
         self.approx = approx
 
     # -- numbers
-    def close(self, a: complex, b: complex) -> bool:
+    def close(self, a, b) -> bool:
+        """Numbers (mpmath) equal within the tolerance that applies to this comparison."""
         d = abs(a - b)
         scale = max(abs(a), abs(b))
         if self.approx:
-            return d <= max(self.tol.abs_tol, self.tol.rel_tol * scale)
-        return d <= _EXACT_REL * scale + _EXACT_ABS
+            return bool(d <= max(self.tol.abs_tol, self.tol.rel_tol * scale))
+        return bool(d <= _EXACT_REL * scale + _EXACT_ABS)
 
     def scalars(self, a: sympy.Basic, b: sympy.Basic) -> Verdict:
         if a == b:
@@ -163,22 +186,25 @@ class _Comparer:
             d, scale = abs(a - b), max(abs(a), abs(b))
             tol = max(sympy.Rational(self.tol.abs_tol), sympy.Rational(self.tol.rel_tol) * scale)
             return Verdict(bool(d <= tol), "tolerance")
-        if a.has(sympy.oo, -sympy.oo, sympy.zoo) or b.has(sympy.oo, -sympy.oo, sympy.zoo):
+        if _has_infinity(a) or _has_infinity(b):
             return Verdict(False, "infinity")
         syms = sorted(a.free_symbols | b.free_symbols, key=str)
         if not syms:
-            va, vb = _value(a), _value(b)
+            va, vb = numeric.evaluate(a), numeric.evaluate(b)
             if va is not None and vb is not None:
                 return Verdict(self.close(va, vb), "tolerance" if self.approx else "numeric")
             return self._simplify(a, b)
+        if (
+            not self.approx
+            and len(syms) <= 3
+            and _size(a) + _size(b) <= _ALGEBRA_MAX_NODES
+            and _rational_function(a)
+            and _rational_function(b)
+        ):
+            return Verdict(sympy.cancel(_sub(a, b)) == 0, "algebra")
         agree = 0
-        for j in range(len(_SAMPLES)):
-            point = {
-                s: sympy.Float(_SAMPLES[(j + 2 * k) % len(_SAMPLES)], 30)
-                + sympy.Float("0.0113", 30) * k
-                for k, s in enumerate(syms)
-            }
-            va, vb = _value(a, point), _value(b, point)
+        for point in _points(syms):
+            va, vb = numeric.evaluate(a, point), numeric.evaluate(b, point)
             if va is None or vb is None:
                 continue  # a pole or an unevaluable function here; other points decide
             if not self.close(va, vb):
@@ -189,10 +215,12 @@ class _Comparer:
         return self._simplify(a, b)
 
     def _simplify(self, a: sympy.Basic, b: sympy.Basic) -> Verdict:
-        if sympy.count_ops(a) + sympy.count_ops(b) > _SIMPLIFY_MAX_OPS:
-            return Verdict(False, "undecided (too large to simplify)")
+        # only reached when numbers cannot decide (poles or overflow at most sample points);
+        # simplify is unbounded in general, so it only sees small, tame expressions
+        if not (_tame(a) and _tame(b)) or _size(a) + _size(b) > _SIMPLIFY_MAX_NODES:
+            return Verdict(False, "undecided (not simplified: too large)")
         try:
-            d = sympy.simplify(a - b)
+            d = sympy.simplify(_sub(a, b))
         except (TypeError, ValueError, ArithmeticError, RecursionError, NotImplementedError):
             return Verdict(False, "undecided")
         return Verdict(d == 0, "simplify")
@@ -302,9 +330,7 @@ class _Comparer:
         # merge touching pieces exactly when all bounds are numbers ([1,2] U [2,3] = [1,3])
         if not self.approx:
             try:
-                s = to_sympy_set(a)
-                if not s.free_symbols:
-                    return from_sympy_set(s)
+                return from_sympy_set(to_sympy_set(a))
             except (ParseError, TypeError, ValueError):
                 pass
         return a
@@ -356,13 +382,8 @@ class _Comparer:
         if not syms:
             return False
         ratios = []
-        for j in range(len(_SAMPLES)):
-            point = {
-                s: sympy.Float(_SAMPLES[(j + 2 * k) % len(_SAMPLES)], 30)
-                + sympy.Float("0.0113", 30) * k
-                for k, s in enumerate(syms)
-            }
-            va, vb = _value(a, point), _value(b, point)
+        for point in _points(syms):
+            va, vb = numeric.evaluate(a, point), numeric.evaluate(b, point)
             if va is None or vb is None or abs(vb) < 1e-12:
                 continue
             ratios.append(va / vb)
@@ -376,8 +397,38 @@ class _Comparer:
 
 def _scalar_or_none(a: Answer, b: Answer) -> sympy.Basic | None:
     if _is_scalar(a) and _is_scalar(b):
-        return a - b
+        return _sub(a, b)
     return None
+
+
+_TAME = (sympy.Symbol, sympy.Add, sympy.Mul, sympy.sin, sympy.cos, sympy.tan, sympy.exp,
+         sympy.log)  # fmt: skip
+
+
+def _tame(e: sympy.Basic) -> bool:
+    """Small rationals, rational powers and a few elementary functions: what simplify handles
+    quickly."""
+    for node in sympy.preorder_traversal(e):
+        if isinstance(node, sympy.Rational):
+            if max(abs(int(node.p)), int(node.q)) > 1000:
+                return False
+        elif isinstance(node, sympy.Pow):
+            if not isinstance(node.exp, sympy.Rational):
+                return False
+        elif not (isinstance(node, _TAME) or node in (sympy.pi, sympy.E, sympy.I)):
+            return False
+    return True
+
+
+def _size(e: sympy.Basic) -> int:
+    # a plain node count: sympy.count_ops calls as_numer_denom, which evaluates
+    return sum(1 for _ in sympy.preorder_traversal(e))
+
+
+def _has_infinity(e: sympy.Basic) -> bool:
+    return any(
+        n in (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) for n in sympy.preorder_traversal(e)
+    )
 
 
 def _rightward(r: Rel) -> Rel:

@@ -11,6 +11,8 @@ import math
 
 import sympy
 
+from verifiers import math_numeric as numeric
+
 MAX_RESPONSE_CHARS = 200_000  # a 16k-token answer is well under this
 MAX_ANSWER_CHARS = 1_000  # the extracted final answer (a 6x6 matrix of fractions fits)
 MAX_TOKENS = 400
@@ -60,14 +62,7 @@ def _magnitude_log2(x: sympy.Basic) -> float | None:
         if x == 0:
             return -math.inf
         return math.log2(abs(int(x.p))) - math.log2(int(x.q))
-    try:
-        v = complex(x.evalf(15))
-    except (TypeError, ValueError, ArithmeticError):
-        return None
-    if v == 0:
-        return -math.inf
-    a = abs(v)
-    return math.log2(a) if math.isfinite(a) else math.inf
+    return numeric.magnitude_log2(x)  # a bounded mpmath walk, never sympy's evalf
 
 
 def check_power(base: sympy.Basic, exp: sympy.Basic) -> None:
@@ -114,13 +109,15 @@ def check_factorial(n: sympy.Basic) -> None:
         raise GuardError(f"factorial argument larger than {MAX_FACTORIAL}")
 
 
-def check_binomial(n: sympy.Basic) -> None:
-    """Reject binomial(n, k) with n beyond `MAX_BITS` (the result has at most n bits)."""
-    if n.free_symbols:
-        return
-    m = _magnitude_log2(n)
-    if m is None or m > math.log2(MAX_BITS):
-        raise GuardError("binomial argument too large")
+def check_binomial(n: sympy.Basic, k: sympy.Basic) -> None:
+    """Reject binomial(n, k) whose exact evaluation is large: n over `MAX_BITS` (the result has
+    at most n bits) or k over `MAX_FACTORIAL` (sympy multiplies k factors for a non-integer n)."""
+    for arg, cap in ((n, MAX_BITS), (k, MAX_FACTORIAL)):
+        if arg.free_symbols:
+            continue
+        m = _magnitude_log2(arg)
+        if m is None or m > math.log2(cap):
+            raise GuardError("binomial argument too large")
 
 
 def _exp_nesting(e: sympy.Basic, depth: int = 0) -> int:

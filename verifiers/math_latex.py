@@ -16,6 +16,7 @@ from typing import Any
 import sympy
 
 from verifiers import math_guard as guard
+from verifiers import math_numeric as numeric
 
 
 class ParseError(ValueError):
@@ -95,7 +96,40 @@ def show(a: Answer) -> str:
         for op, t in zip(a.ops, a.terms[1:], strict=True):
             out += f" {op} {show(t)}"
         return out
-    return str(a)
+    return show_expr(a)
+
+
+def show_expr(e: sympy.Basic) -> str:
+    """Infix text of a sympy tree, written by hand: sympy's printers re-evaluate unevaluated
+    trees (ordering terms, rewriting x**-1 as 1/x), which can take seconds on hostile input."""
+    if isinstance(e, sympy.Rational):
+        return str(e.p) if e.q == 1 else f"{e.p}/{e.q}"
+    if isinstance(e, sympy.Symbol):
+        return e.name
+    if isinstance(e, sympy.Add):
+        out = show_expr(e.args[0])
+        for t in e.args[1:]:
+            text = show_expr(t)
+            out += f" - {text[1:]}" if text.startswith("-") else f" + {text}"
+        return out
+    if isinstance(e, sympy.Mul):
+        if e.args[0] == -1 and len(e.args) > 1:
+            return "-" + "*".join(_paren(f, sympy.Add) for f in e.args[1:])
+        return "*".join(_paren(f, sympy.Add) for f in e.args)
+    if isinstance(e, sympy.Pow):
+        if e.exp == sympy.S.Half:
+            return f"sqrt({show_expr(e.base)})"
+        return f"{_paren(e.base, (sympy.Add, sympy.Mul, sympy.Pow))}**{_paren(e.exp, (sympy.Add, sympy.Mul, sympy.Pow))}"
+    if isinstance(e, sympy.Function) or e.args:
+        return f"{type(e).__name__}({', '.join(show_expr(x) for x in e.args)})"
+    return str(e)  # atoms: pi, E, I, oo, zoo, nan
+
+
+def _paren(e: sympy.Basic, kinds: type | tuple) -> str:
+    text = show_expr(e)
+    if isinstance(e, kinds) or (isinstance(e, sympy.Rational) and (e.q != 1 or e < 0)):
+        return f"({text})"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,12 +243,43 @@ def _scalar(x: Answer) -> sympy.Basic:
     raise ParseError("arithmetic on a set, tuple, interval or relation is not supported")
 
 
+def _exact(*args: sympy.Basic) -> bool:
+    # Only rational arithmetic is left to sympy's eager evaluation (exact and size-guarded);
+    # anything irrational or symbolic is built unevaluated, because sympy's automatic rules
+    # there (assumption queries, expansions) can take seconds on nested input. Equivalence
+    # is decided numerically and algebraically later, so nothing is lost.
+    return all(isinstance(a, sympy.Rational) or a in (sympy.oo, -sympy.oo) for a in args)
+
+
+def _defined(x: sympy.Basic) -> sympy.Basic:
+    """An exact result, size-checked; oo - oo and 0*oo have no value."""
+    if x is sympy.nan or x is sympy.zoo:
+        raise ParseError("undefined value (such as oo - oo)")
+    return guard.check_number(x)
+
+
 def _add(a: Answer, b: Answer) -> sympy.Basic:
-    return guard.check_number(sympy.Add(_scalar(a), _scalar(b)))
+    a, b = _scalar(a), _scalar(b)
+    if _exact(a, b):
+        return _defined(a + b)
+    return sympy.Add(*_flat(sympy.Add, a, b), evaluate=False)
 
 
 def _mul(a: Answer, b: Answer) -> sympy.Basic:
-    return guard.check_number(sympy.Mul(_scalar(a), _scalar(b)))
+    a, b = _scalar(a), _scalar(b)
+    if _exact(a, b):
+        return _defined(a * b)
+    if a == 1 or b == 1:
+        return b if a == 1 else a
+    return sympy.Mul(*_flat(sympy.Mul, a, b), evaluate=False)
+
+
+def _flat(op: type, *xs: sympy.Basic) -> list[sympy.Basic]:
+    # a + b + c as one flat Add, the way sympy would print and compare it
+    out: list[sympy.Basic] = []
+    for x in xs:
+        out.extend(x.args if isinstance(x, op) else (x,))
+    return out
 
 
 def _div(a: Answer, b: Answer) -> sympy.Basic:
@@ -227,15 +292,23 @@ def _div(a: Answer, b: Answer) -> sympy.Basic:
 def _pow(b: Answer, e: Answer) -> sympy.Basic:
     b, e = _scalar(b), _scalar(e)
     guard.check_power(b, e)
-    if b == 0 and (e.is_negative or e == 0):
-        raise ParseError("0 to a non-positive power")
-    return guard.check_number(sympy.Pow(b, e))
+    if b == 0:
+        v = numeric.evaluate(e)
+        if v is None or numeric.real_part(v) <= 0:
+            raise ParseError("0 to a non-positive power")
+    if _exact(b, e):
+        return _defined(sympy.Pow(b, e))
+    return sympy.Pow(b, e, evaluate=False)
 
 
 def _factorial(n: Answer) -> sympy.Basic:
     n = _scalar(n)
     guard.check_factorial(n)
-    return guard.check_number(sympy.factorial(n))
+    if isinstance(n, sympy.Integer):
+        if n < 0:
+            raise ParseError("factorial of a negative integer")
+        return guard.check_number(sympy.factorial(n))
+    return sympy.factorial(n, evaluate=False)
 
 
 _REL_CMDS = {
@@ -263,6 +336,7 @@ _GREEK = {
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix", "matrix", "smallmatrix",
                 "array"}  # fmt: skip
 _OPENERS = {"(": ")", "[": "]"}
+_PI_OVER_180 = sympy.pi / 180
 
 
 def _symbol(name: str) -> sympy.Symbol:
@@ -285,6 +359,7 @@ class _Parser:
         self.approx = False  # a decimal literal was seen
         self.has_percent = False
         self.has_pm = False
+        self.trig_depth = 0
 
     # -- token helpers
     def peek(self, k: int = 0) -> Tok:
@@ -481,6 +556,10 @@ class _Parser:
                 self.has_percent = True
                 if self.percent_div:
                     base = _div(base, 100)
+            elif self.at("cmd", "degree"):
+                self.next()
+                if self.trig_depth:  # sin 30° = sin(pi/6); elsewhere 30° answers 30
+                    base = _mul(base, _PI_OVER_180)
             elif self.at("op", "'") or self.at("cmd", "prime"):
                 self.next()
                 if not isinstance(base, sympy.Symbol):
@@ -640,8 +719,15 @@ class _Parser:
             return self._sqrt()
         if name == "binom":
             n, k = self._single_char_arg(), self._single_char_arg()
-            guard.check_binomial(_scalar(n))
-            return guard.check_number(sympy.binomial(_scalar(n), _scalar(k)))
+            n, k = _scalar(n), _scalar(k)
+            guard.check_binomial(n, k)
+            if n.is_Integer and k.is_Integer:
+                return guard.check_number(sympy.binomial(n, k))
+            # sympy multiplies out binomial(pi, 1000) term by term (minutes); gamma evaluates fast
+            return _div(
+                _call(sympy.gamma, _add(n, 1)),
+                _mul(_call(sympy.gamma, _add(k, 1)), _call(sympy.gamma, _add(_add(n, -k), 1))),
+            )
         if name == "pi":
             return sympy.pi
         if name == "infty":
@@ -669,7 +755,7 @@ class _Parser:
         if name in ("lfloor", "lceil"):
             inner = self.parse_sum()
             self.expect("cmd", "rfloor" if name == "lfloor" else "rceil")
-            return (sympy.floor if name == "lfloor" else sympy.ceiling)(_scalar(inner))
+            return _call(sympy.floor if name == "lfloor" else sympy.ceiling, _scalar(inner))
         if name == "overline":
             return _symbol("overline_" + self._group_text())
         if name.startswith("mathbb:"):
@@ -708,7 +794,7 @@ class _Parser:
         inner = self.parse_sum()
         self.abs_depth -= 1
         self.expect(kind, closer)
-        return sympy.Abs(_scalar(inner))
+        return _call(sympy.Abs, _scalar(inner))
 
     def _function(self, name: str) -> Answer:
         if name == "sqrt":
@@ -722,6 +808,8 @@ class _Parser:
                 base = self._single_char_arg()
         if power == -1 and name in _INVERSE:
             name, power = _INVERSE[name], None
+        trig = name in _INVERSE
+        self.trig_depth += trig
         if self.at("op", "("):
             self.next()
             args = self.parse_list(closers=(")",))
@@ -735,6 +823,7 @@ class _Parser:
             while self._starts_atom() and not self._at_function():
                 arg = _mul(arg, self.parse_power())
             args = [arg]
+        self.trig_depth -= trig
         out = _apply(name, [_scalar(a) for a in args], base)
         return _pow(out, power) if power is not None else out
 
@@ -790,26 +879,37 @@ class _Parser:
         raise ParseError(f"text {c!r} inside a math answer")
 
 
+def _call(f: Any, *args: sympy.Basic) -> sympy.Basic:
+    """``f(*args)``, evaluated by sympy only on rational arguments (see `_exact`)."""
+    return guard.check_number(f(*args, evaluate=_exact(*args)))
+
+
 def _apply(name: str, args: list[sympy.Basic], base: Answer | None) -> sympy.Basic:
     if name in ("max", "min", "gcd", "lcm"):
         if not args:
             raise ParseError(f"{name} needs arguments")
-        if name == "gcd":
-            return sympy.gcd(args) if len(args) > 1 else args[0]
-        if name == "lcm":
-            return sympy.lcm(args) if len(args) > 1 else args[0]
-        return _FUNCS[name](*args)
+        if name in ("gcd", "lcm"):
+            if not all(a.is_Integer for a in args):
+                raise ParseError(f"{name} of non-integers is not supported")
+            if len(args) == 1:
+                return args[0]
+            return guard.check_number((sympy.gcd if name == "gcd" else sympy.lcm)(args))
+        return _call(_FUNCS[name], *args)
     if len(args) != 1:
         raise ParseError(f"{name} takes one argument")
     (a,) = args
     if name in ("log", "lg", "ln"):
         b = sympy.Integer(10) if name == "lg" else (_scalar(base) if base is not None else None)
-        if a == 0:
-            raise ParseError("log of zero")
-        return sympy.log(a, b) if b is not None else sympy.log(a)
+        if a == 0 or b == 0 or b == 1:
+            raise ParseError("log of zero or to base 0 or 1")
+        if b is None:
+            return _call(sympy.log, a)
+        if _exact(a, b) and a > 0 and b > 0:
+            return guard.check_number(sympy.log(a, b))  # log_2 8 = 3 exactly
+        return _div(_call(sympy.log, a), _call(sympy.log, b))
     if name == "exp":
         guard.check_power(sympy.E, a)
-    return _FUNCS[name](a)
+    return _call(_FUNCS[name], a)
 
 
 def _repeating(text: str, rep: str) -> sympy.Rational:
@@ -821,17 +921,25 @@ def _repeating(text: str, rep: str) -> sympy.Rational:
     return sympy.Integer(int(whole or "0")) + value
 
 
+def _set_bound(x: Answer) -> sympy.Basic:
+    # sympy orders and merges set bounds by comparing them: cheap only for rationals and infinity
+    x = _scalar(x)
+    if not (isinstance(x, sympy.Rational) or x in (sympy.oo, -sympy.oo)):
+        raise ParseError("set algebra needs rational bounds")
+    return x
+
+
 def to_sympy_set(a: Answer) -> sympy.Set:
-    """A sympy set for an interval, finite set, union or 2-item bracket pair."""
+    """A sympy set for an interval, finite set, union or 2-item bracket pair (rational bounds)."""
     if isinstance(a, Ival):
-        return sympy.Interval(a.lo, a.hi, a.lopen, a.ropen)
+        return sympy.Interval(_set_bound(a.lo), _set_bound(a.hi), a.lopen, a.ropen)
     if isinstance(a, FSet):
-        return sympy.FiniteSet(*[_scalar(x) for x in a.items])
+        return sympy.FiniteSet(*[_set_bound(x) for x in a.items])
     if isinstance(a, UnionA):
         return sympy.Union(*[to_sympy_set(p) for p in a.parts])
     if isinstance(a, Seq) and len(a.items) == 2 and a.brackets in ("()", "[]"):
         op = a.brackets == "()"
-        return sympy.Interval(_scalar(a.items[0]), _scalar(a.items[1]), op, op)
+        return sympy.Interval(_set_bound(a.items[0]), _set_bound(a.items[1]), op, op)
     raise ParseError("set operation on a non-set")
 
 
@@ -860,9 +968,6 @@ def _set_op(op: str, left: Answer, right: Answer) -> Answer:
                 raise ParseError("union of non-sets")
         return UnionA(tuple(parts))
     a, b = to_sympy_set(left), to_sympy_set(right)
-    for s in (a, b):
-        if s.free_symbols:
-            raise ParseError("set algebra with symbolic bounds")
     res = sympy.Intersection(a, b) if op == "cap" else sympy.Complement(a, b)
     return from_sympy_set(res)
 

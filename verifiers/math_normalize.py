@@ -61,7 +61,8 @@ def normalize(text: str) -> str:
     s = re.sub(r"\\(?:displaystyle|textstyle|scriptstyle|limits)(?![a-zA-Z])", "", s)
     s = re.sub(r"\\(?:d|t|c)frac(?![a-zA-Z])", r"\\frac", s)
     s = re.sub(r"\\(?:d|t)binom(?![a-zA-Z])", r"\\binom", s)
-    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])", "", s)
+    # one spelling for degrees; the parser drops it, except inside sin/cos/tan (x pi/180)
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])", r"\\degree ", s)
     s = re.sub(r"\\hspace\*?\s*\{[^{}]*\}", " ", s)
     s = re.sub(r"\\(?:quad|qquad|thinspace|medspace|thickspace|enspace|space)(?![a-zA-Z])", " ", s)
     s = re.sub(r"(?<!\\)\\[,!;: ]", " ", s).replace("~", " ")  # not the "\\" row break
