@@ -34,7 +34,11 @@ def train(
     from rl.controller import Controller
     from rl.report import eval_table, write_report
 
-    controller = Controller(cfg, resume=resume, log=typer.echo)
+    try:
+        controller = Controller(cfg, resume=resume, log=typer.echo)
+    except (FileNotFoundError, ValueError) as e:  # missing model/data, bad records, bad engine
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
     try:
         result = controller.run()
     finally:

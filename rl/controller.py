@@ -86,9 +86,18 @@ class Controller:
         np.random.seed(cfg.trainer.seed)
         torch.manual_seed(cfg.trainer.seed)
 
-        self.train = load_prompts(cfg.data.train, cfg.data.tasks)
-        self.test = load_prompts(cfg.data.test, cfg.data.tasks) if cfg.data.test else []
+        from rl.rollout import ENGINES
+
+        if cfg.rollout.engine not in ENGINES:
+            raise ValueError(
+                f"rollout.engine {cfg.rollout.engine!r} is not available; known: {sorted(ENGINES)}"
+            )
         self.processor = _load_processor(cfg)
+        # the ledger names prompts by their row in the train file, whatever was filtered out
+        self.train_rows, self.train = self._fitting(load_prompts(cfg.data.train), cfg.data.train)
+        self.test = (
+            self._fitting(load_prompts(cfg.data.test), cfg.data.test)[1] if cfg.data.test else []
+        )
         self.router = RewardRouter(cfg.reward, cfg.format)
         import os
 
@@ -105,6 +114,28 @@ class Controller:
             tensorboard=cfg.trainer.tensorboard,
             progress_bar=cfg.trainer.progress_bar,
         )
+
+    def _fitting(
+        self, records: list[PromptRecord], source: str
+    ) -> tuple[list[int], list[PromptRecord]]:
+        """(row numbers, records) of the prompts of ``data.tasks`` (all when empty) that fit
+        ``data.max_prompt_tokens``, their images and videos included."""
+        limit, tasks = self.cfg.data.max_prompt_tokens, set(self.cfg.data.tasks)
+        rows, kept, too_long = [], [], 0
+        for i, r in enumerate(records):
+            if tasks and task_of(r) not in tasks:
+                continue
+            p = to_prompt(r)
+            if len(self.processor.encode(p.messages, p.images, p.videos).input_ids) > limit:
+                too_long += 1
+                continue
+            rows.append(i)
+            kept.append(r)
+        if too_long:
+            self.log(f"{source}: dropped {too_long} prompts over {limit} tokens")
+        if not kept:
+            raise ValueError(f"{source}: no prompt of tasks {sorted(tasks) or 'any'} fits")
+        return rows, kept
 
     # ------------------------------------------------------------------ roles
 
@@ -281,7 +312,7 @@ class Controller:
 
         # 8. bookkeeping and metrics
         self.iteration, self.position = it, self.position + n_prompts
-        self.ledger.record(it, self.position - n_prompts, indices)
+        self.ledger.record(it, self.position - n_prompts, [self.train_rows[i] for i in indices])
         t.times["time/iteration"] = time.perf_counter() - t0
         metrics = self._metrics(
             records,
