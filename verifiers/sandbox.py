@@ -5,8 +5,9 @@ restart costs milliseconds, not an interpreter start). Every worker has a superv
 the parent that takes items from a shared queue, sends them down the worker's socket
 (length-prefixed frames: a pickle going in, JSON coming back, so that nothing a worker sends is
 ever unpickled by the parent) and waits for each answer with ``poll(timeout)``. While an item
-runs, the supervisor already sends the next few queued ones (``_PIPELINE_DEPTH``), so the
-worker goes from one to the next without waiting for a round trip through the supervisor. If
+runs and no other worker is idle, the supervisor already sends the next few queued ones
+(``_PIPELINE_DEPTH``), so the worker goes from one to the next without waiting for a round
+trip through the supervisor. If
 the running item is still busy after ``_STEAL_AFTER_S``, the items behind it go back to the
 shared queue for the other workers (the worker is told to skip them), so a slow item never
 holds up others. Each item's deadline counts from when the worker starts it. An item
@@ -660,7 +661,7 @@ class _Slot:
                 else:
                     if self.stopping:
                         break
-                    job = self.pool._queue.get()
+                    job = self.pool._take()
                     if job is _STOP:
                         break
                     if not job.claim():
@@ -741,6 +742,7 @@ class _Slot:
         """Pipeline more queued items while the running one is young and nothing was stolen."""
         while (
             len(self.inflight) < _PIPELINE_DEPTH
+            and self.pool._idle == 0  # an idle worker should take the queued items instead
             and self.held is None
             and not self.stopping
             and self.chan is not None
@@ -900,6 +902,8 @@ class SandboxPool:
         self.isolation: dict[str, str] = {}
         self._on_event = on_event
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = 0  # supervisors waiting for an item
+        self._idle_lock = threading.Lock()
         self._zygote = _Zygote(memory_mb, isolate_network, self.extra_modules)
         self._slots = [_Slot(self, i) for i in range(workers)]
         self._started = False
@@ -932,6 +936,16 @@ class SandboxPool:
             self.close()
             raise RuntimeError(f"sandbox workers failed to start: {errors[0]}")
         return self
+
+    def _take(self) -> Any:
+        """The next queued item (blocking), counted as an idle supervisor while it waits."""
+        with self._idle_lock:
+            self._idle += 1
+        try:
+            return self._queue.get()
+        finally:
+            with self._idle_lock:
+                self._idle -= 1
 
     def _emit(self, kind: str, verifier: str) -> None:
         key = {"timeout": "timeouts", "crash": "crashes", "restart": "restarts"}[kind]
