@@ -163,9 +163,6 @@ class TrainerConfig(_Section):
     )
     tensorboard: bool = True
     progress_bar: bool = True
-    check_logprobs: bool = Field(
-        True, description="on iteration 1, report max |old − rollout| logprob before any update"
-    )
 
 
 class TrainConfig(_Section):
