@@ -198,3 +198,19 @@ def test_summarise_eval_separates_sources_and_exclusions():
     assert out["acc/math"] == 1.0 and out["verifiable_acc"] == 1.0
     assert out["model_reward"] == pytest.approx(0.5)
     assert out["excluded"] == 1.0 and out["n"] == 4.0
+
+
+def test_moderate_difficulty_filter_keeps_prompts_between_the_bounds():
+    from rl.filtering import keep_moderate
+
+    recs = synth(["counting"], 4, seed=1)
+    s = lambda r: Scored(r, bool(r), True, "rule")  # noqa: E731
+    scores = [
+        [s(1.0), s(1.0)],  # always solved: dropped
+        [s(0.0), s(1.0)],  # moderate: kept
+        [s(0.0), s(0.0)],  # never solved: dropped
+        [Scored(None, False, True, "rule", "timeout")],  # nothing scored: dropped
+    ]
+    kept, stats = keep_moderate(recs, scores, low=0.05, high=0.95)
+    assert kept == [recs[1]]
+    assert (stats[0].total, stats[0].kept) == (4, 1)
