@@ -271,6 +271,8 @@ def _mul(a: Answer, b: Answer) -> sympy.Basic:
         return _defined(a * b)
     if a == 1 or b == 1:
         return b if a == 1 else a
+    if (a == 0 or b == 0) and not (a.has(sympy.oo, -sympy.oo) or b.has(sympy.oo, -sympy.oo)):
+        return sympy.Integer(0)
     return sympy.Mul(*_flat(sympy.Mul, a, b), evaluate=False)
 
 
