@@ -107,7 +107,10 @@ class FormatConfig(_Section):
 class RewardConfig(_Section):
     verifier_url: str | None = Field(None, description="verifier API base URL; None: in process")
     verifier_api_key: str | None = None
-    verifier_timeout_s: float = Field(30.0, gt=0)
+    verifier_timeout_s: float = Field(30.0, gt=0, description="per HTTP call / sandboxed item")
+    verifier_sandbox_workers: int = Field(
+        0, ge=0, description="no URL: run verifiers in N sandbox processes (0: in this process)"
+    )
     reward_model_address: str | None = Field(None, description="host:port of the RM gRPC server")
     reward_model_path: str | None = Field(
         None, description="RM checkpoint loaded in process when no address is given"

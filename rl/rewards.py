@@ -84,6 +84,26 @@ class InProcessVerifiers:
         return out
 
 
+class SandboxVerifiers:
+    """Verifier functions in the sandbox pool's killable worker processes (timeouts, rlimits),
+    without the HTTP service: a verifier that hangs or crashes costs one sample, not the run."""
+
+    def __init__(self, workers: int, timeout_s: float):
+        from verifiers.sandbox import SandboxPool
+
+        self.pool = SandboxPool(workers=workers, timeout_s=timeout_s).start()
+
+    def verify(self, items: Sequence[VerifyItem]) -> list[tuple[float, bool, str | None]]:
+        futures = [
+            self.pool.submit(it.verifier, it.response, it.reference, {"require_format": True})
+            for it in items
+        ]
+        return [(r.reward, r.correct, r.error) for r in (f.result() for f in futures)]
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 class HttpVerifiers:
     """The verifier API's batch endpoint."""
 
@@ -176,11 +196,16 @@ class RewardRouter:
         reward_model: RewardModelBackend | None = None,
     ):
         self.cfg, self.fmt = cfg, fmt
-        self.verifier = verifier or (
-            HttpVerifiers(cfg.verifier_url, cfg.verifier_timeout_s, cfg.verifier_api_key)
-            if cfg.verifier_url
-            else InProcessVerifiers()
-        )
+        if verifier is None:
+            if cfg.verifier_url:
+                verifier = HttpVerifiers(
+                    cfg.verifier_url, cfg.verifier_timeout_s, cfg.verifier_api_key
+                )
+            elif cfg.verifier_sandbox_workers:
+                verifier = SandboxVerifiers(cfg.verifier_sandbox_workers, cfg.verifier_timeout_s)
+            else:
+                verifier = InProcessVerifiers()
+        self.verifier = verifier
         self._rm = reward_model
         self.pool = ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="reward")
 
@@ -265,3 +290,5 @@ class RewardRouter:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(self.verifier, SandboxVerifiers):
+            self.verifier.close()

@@ -129,3 +129,19 @@ def test_embedded_and_grpc_reward_model_agree(mixed, rm_checkpoint, tmp_path, fr
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def test_sandboxed_verifiers_match_in_process(mixed):
+    recs, good = mixed
+    rule = [recs[0], recs[1], recs[0]]
+    responses = [good[0], good[1], "<think>no</think>\\boxed{-1}"]
+    local = RewardRouter(RewardConfig(), FormatConfig()).score(rule, responses)
+    router = RewardRouter(
+        RewardConfig(verifier_sandbox_workers=1, verifier_timeout_s=20), FormatConfig()
+    )
+    try:
+        boxed = router.score(rule, responses)
+    finally:
+        router.close()
+    assert [(s.reward, s.correct) for s in boxed] == [(s.reward, s.correct) for s in local]
+    assert [s.reward for s in boxed] == [1.0, 1.0, 0.0]
