@@ -57,3 +57,14 @@ base-model: setup
 	$(BIN)/hybridrl eval --model runs/base-model/model --data runs/base-model/data/test.parquet \
 		--out runs/base-model/eval_test.json; \
 	echo "base model: runs/base-model/model, built in $$((SECONDS - start)) s"
+
+# ---- reward model (docs/reward-model.md) ------------------------------------------------
+BASE_MODEL ?= runs/base-model/model
+RM_CONFIG ?= configs/rm.yaml
+RM_RUN ?= runs/rm
+.PHONY: reward-model
+reward-model: setup ## synth preference pairs, then train + evaluate the RM (from BASE_MODEL when present)
+	$(BIN)/hybridrl rm data --config $(RM_CONFIG) --out $(RM_RUN)/pairs
+	$(BIN)/hybridrl rm train --config $(RM_CONFIG) run_dir=$(RM_RUN) \
+		data.train=$(RM_RUN)/pairs/train.parquet data.eval=$(RM_RUN)/pairs/eval.parquet \
+		$(if $(wildcard $(BASE_MODEL)/config.json),init=$(BASE_MODEL),)
