@@ -1,52 +1,22 @@
 """The sandbox's wire protocol and pipelining, with real worker processes.
 
-A subverted worker cannot run code in the parent through its replies (the parent parses them
-as JSON, never unpickles them); items pipelined behind a slow one move to another worker; and
-under a mix of fast, slow, crashing and hanging items every item gets exactly its own answer.
+A subverted worker (tests/probe_forged_reply.py) cannot run code in the parent through its
+replies (the parent parses them as JSON, never unpickles them); items pipelined behind a slow
+one move to another worker; and under a mix of fast, slow, crashing and hanging items every
+item gets exactly its own answer.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 import random
-import struct
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from verifiers.registry import register
 from verifiers.sandbox import SandboxPool
-from verifiers.schemas import VerifyResult
 
 TIMEOUT_S = 2.0
 MARGIN_S = 30.0  # generous: the test machine is a shared 2-core box
-
-
-class _Touch:
-    """Unpickling this creates a file: what a subverted worker would send its parent."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (open, (self.path, "w"))
-
-
-@register("probe_forge", version="1")
-def probe_forge(response: str, reference: Any, options: dict[str, Any]) -> VerifyResult:
-    """Write a forged reply (a pickle that creates options.marker) straight to the parent."""
-    payload = pickle.dumps(_Touch(options["marker"]))
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                os.write(int(name), struct.pack("!I", len(payload)) + payload)
-        except OSError:
-            continue
-    time.sleep(30)  # the parent must act on the forged reply, not on a real one
-    return VerifyResult()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +25,7 @@ def pool():
         workers=2,
         timeout_s=TIMEOUT_S,
         memory_mb=1024,
-        extra_modules=["probe_verifiers", "test_sandbox_protocol"],
+        extra_modules=["probe_verifiers", "probe_forged_reply"],  # zygote-only imports
     ) as p:
         yield p
 
