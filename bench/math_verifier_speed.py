@@ -49,6 +49,30 @@ def _math_verify(passes: int, timeouts: bool) -> tuple[float, int]:
     return passes * len(MATH_PAIRS) / (time.perf_counter() - t0), correct // passes
 
 
+def _latencies() -> tuple[list[float], list[float]]:
+    """Per-pair seconds, each reference seen cold, for both verifiers."""
+    from math_verify import parse
+    from math_verify import verify as mv_verify
+
+    ours, theirs = [], []
+    for gold, pred, _ in MATH_PAIRS:
+        t = time.perf_counter()
+        try:
+            mv_verify(parse(f"${gold}$"), parse(pred))
+        except Exception:  # same counting as above
+            pass
+        theirs.append(time.perf_counter() - t)
+        math_answer._parse_reference.cache_clear()
+        t = time.perf_counter()
+        verify("math", pred, gold, {})
+        ours.append(time.perf_counter() - t)
+    return ours, theirs
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[int(q * (len(xs) - 1))] * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--passes", type=int, default=5)
@@ -72,6 +96,12 @@ def main() -> None:
         f"ratio cold/math_verify: {cold_rate / mv_rate:.2f}x  warm/math_verify: {warm_rate / mv_rate:.2f}x"
     )
     print(f"ratio cold/math_verify(no timeouts): {cold_rate / mv_nt_rate:.2f}x")
+    ours, theirs = _latencies()
+    for name, xs in (("math_verify", theirs), ("ours", ours)):
+        print(
+            f"{name:12} per pair (cold): median {_pct(xs, 0.5):7.2f} ms  p90 {_pct(xs, 0.9):7.2f} ms"
+            f"  max {max(xs) * 1000:7.1f} ms"
+        )
 
 
 if __name__ == "__main__":
