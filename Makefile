@@ -62,9 +62,11 @@ base-model: setup
 BASE_MODEL ?= runs/base-model/model
 RM_CONFIG ?= configs/rm.yaml
 RM_RUN ?= runs/rm
+# extra dotted overrides, e.g. RM_ARGS="train.steps=400 train.threads=1"
+RM_ARGS ?=
 .PHONY: reward-model
 reward-model: setup ## synth preference pairs, then train + evaluate the RM (from BASE_MODEL when present)
 	$(BIN)/hybridrl rm data --config $(RM_CONFIG) --out $(RM_RUN)/pairs
 	$(BIN)/hybridrl rm train --config $(RM_CONFIG) run_dir=$(RM_RUN) \
 		data.train=$(RM_RUN)/pairs/train.parquet data.eval=$(RM_RUN)/pairs/eval.parquet \
-		$(if $(wildcard $(BASE_MODEL)/config.json),init=$(BASE_MODEL),)
+		$(if $(wildcard $(BASE_MODEL)/config.json),init=$(BASE_MODEL),) $(RM_ARGS)
