@@ -61,7 +61,7 @@ base-model: setup
 # ---- reward model (docs/reward-model.md) ------------------------------------------------
 BASE_MODEL ?= runs/base-model/model
 RM_CONFIG ?= configs/rm.yaml
-RM_RUN ?= runs/rm
+RM_RUN ?= runs/reward-model
 # extra dotted overrides, e.g. RM_ARGS="train.steps=400 train.threads=1"
 RM_ARGS ?=
 .PHONY: reward-model

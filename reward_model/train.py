@@ -82,6 +82,7 @@ class RMTrainConfig(_Section):
     data: RMDataConfig = Field(default_factory=RMDataConfig)
     train: RMTrainerConfig = Field(default_factory=RMTrainerConfig)
     eval_batch_size: int = Field(32, ge=1, description="pairs per forward in evaluation")
+    export_to: str | None = Field(None, description="also copy final/ (weights, eval) here")
 
 
 # --------------------------------------------------------------------------- data
@@ -235,7 +236,24 @@ def train(cfg: RMTrainConfig, *, log: Callable[[str], None] = print) -> TrainRes
     report = evaluate_pairs(rm, eval_pairs, batch_size=cfg.eval_batch_size)
     report.update(model=str(final), init=cfg.init, train_pairs=len(train_pairs))
     write_report(report, run_dir / EVAL_FILE)
-    return TrainResult(final, write_report(report, final / EVAL_FILE), report)
+    eval_path = write_report(report, final / EVAL_FILE)
+    if cfg.export_to:
+        final, eval_path = _export(final, Path(cfg.export_to)), Path(cfg.export_to) / EVAL_FILE
+        log(f"# exported to {final}")
+    return TrainResult(final, eval_path, report)
+
+
+def _export(final: Path, target: Path) -> Path:
+    """Copy the model files of final/ (not the optimizer state) to ``target``."""
+    import shutil
+
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for item in final.iterdir():
+        if item.is_file() and not item.name.startswith("rng_"):
+            shutil.copy2(item, target / item.name)
+    return target
 
 
 def _check_init(init: str) -> None:
