@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -379,13 +378,15 @@ class Level:
     client_cpu_ms: float
 
 
-def measure(service: LocalService, bodies: list[bytes], clients: int, args: Any) -> Level:
-    """One latency level against one service, with its CPU accounting."""
+def measure(
+    service: LocalService, bodies: list[bytes], clients: int, client: str, seconds: float
+) -> Level:
+    """One latency level against one service (load from ``client``), with its CPU accounting."""
     before = cpu_snapshot(service.pid)
-    if args.client == "wrk":
-        load = wrk_load(service.url, bodies, clients, args.seconds)
+    if client == "wrk":
+        load = wrk_load(service.url, bodies, clients, seconds)
     else:
-        load = asyncio_load(service.url, bodies, clients, args.seconds)
+        load = asyncio_load(service.url, bodies, clients, seconds)
     after = cpu_snapshot(service.pid)
     n = max(1, load.requests + load.failures)
     return Level(
@@ -478,18 +479,15 @@ def main() -> None:
                 t, svc_verdicts, errors = run_service(services["this tree"].url, pairs)
                 svc_times.append(t)
         for service in services.values():  # warm every verifier and open the code paths
-            measure(
-                service,
-                item_sets["math"] + item_sets["ordinary"],
-                64,
-                argparse.Namespace(client=args.client, seconds=1),
-            )
+            measure(service, item_sets["math"] + item_sets["ordinary"], 64, args.client, 1)
         levels: dict[tuple[str, str, int], Level] = {}
         loads: list[float] = []
         for set_name, bodies in item_sets.items():
             for clients in CLIENT_LEVELS:
                 for tree, service in services.items():  # interleaved, so both see the same load
-                    levels[(tree, set_name, clients)] = measure(service, bodies, clients, args)
+                    levels[(tree, set_name, clients)] = measure(
+                        service, bodies, clients, args.client, args.seconds
+                    )
                     loads.append(os.getloadavg()[0])
 
     if not args.skip_throughput:
