@@ -391,6 +391,10 @@ def _zygote_main(cfg: dict[str, Any]) -> None:
         # langdetect's profiles (~60 MB, ~0.4 s) load lazily; load them here so that every
         # forked worker shares one copy instead of paying for it on its first language check
         importlib.import_module("verifiers.ifeval.preload")
+        # likewise sympy's lazily imported simplify machinery (~0.5 s on the first call)
+        from verifiers.math_answer import warm_up
+
+        warm_up()
     except BaseException as e:  # noqa: BLE001 - tell the parent why no worker can serve
         ctl.send(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
         return
