@@ -50,4 +50,4 @@ def test_kuberay_job_and_ray_cluster_parse():
     assert (REPO_DIR / config).is_file(), config
     cluster = yaml.safe_load((DEPLOY / "ray" / "cluster.yaml").read_text())
     assert cluster["provider"]["type"] == "local"
-    assert "ray job submit" in (DEPLOY / "ray" / "submit.sh").read_text()
+    assert "job submit --address" in (DEPLOY / "ray" / "submit.sh").read_text()
