@@ -29,6 +29,7 @@ _SUBAPPS: list[tuple[str, str, str | None]] = [
     ("rl.cli", "app", None),  # hybridrl train, hybridrl report
     ("pretrain.cli", "app", None),  # hybridrl pretrain, sft, eval
     ("reward_model.cli", "app", "rm"),  # hybridrl rm data|train|eval|compare
+    ("rl.rs_cli", "app", None),  # hybridrl rs-iteration
 ]
 
 
