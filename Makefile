@@ -70,3 +70,14 @@ reward-model: setup ## synth preference pairs, then train + evaluate the RM (fro
 	$(BIN)/hybridrl rm train --config $(RM_CONFIG) run_dir=$(RM_RUN) \
 		data.train=$(RM_RUN)/pairs/train.parquet data.eval=$(RM_RUN)/pairs/eval.parquet \
 		$(if $(wildcard $(BASE_MODEL)/config.json),init=$(BASE_MODEL),) $(RM_ARGS)
+
+# ---- rejection-sampling fine-tuning (docs/rs.md) ----------------------------------------
+RS_CONFIG ?= configs/rs.yaml
+# extra dotted overrides, e.g. RS_ARGS="policy=runs/local sampling.n=8 threads=1";
+# RS_ITERATION=k reruns/picks iteration k (default: the next one after the completed ones)
+RS_ARGS ?=
+RS_ITERATION ?=
+.PHONY: rs-iteration
+rs-iteration: setup ## one rejection-sampling fine-tuning iteration: runs/rs/iter_<k>/
+	$(BIN)/hybridrl rs-iteration --config $(RS_CONFIG) \
+		$(if $(RS_ITERATION),--iteration $(RS_ITERATION),) $(RS_ARGS)
