@@ -310,6 +310,21 @@ def previous_records(path: Path | None, limit: int, seed: int) -> list[PromptRec
 # --------------------------------------------------------------------------- evaluation
 
 
+def _eval_settings(cfg: RSConfig) -> dict[str, Any]:
+    e = cfg.eval
+    return {"data": e.data, "n_per_task": e.n_per_task, "max_new_tokens": e.max_new_tokens}
+
+
+def reusable_eval(cfg: RSConfig, model_dir: Path, k: int) -> dict[str, Any] | None:
+    """The previous iteration's after-eval, when it scored this very model the same way."""
+    path = iteration_dir(cfg.run_dir, k - 1) / "eval_after.json"
+    if k < 2 or not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    same = all(report.get(key) == value for key, value in _eval_settings(cfg).items())
+    return report if same and report.get("model") == str(model_dir) else None
+
+
 def evaluate_model(cfg: RSConfig, model_dir: Path, out: Path) -> dict[str, Any] | None:
     """`hybridrl eval`'s scoring of ``model_dir`` on the held-out records; the JSON report."""
     if not cfg.eval.data:
@@ -329,9 +344,8 @@ def evaluate_model(cfg: RSConfig, model_dir: Path, out: Path) -> dict[str, Any] 
         batch_size=cfg.eval.batch_size,
         max_new_tokens=cfg.eval.max_new_tokens,
     )
-    write_report(
-        report, out, model=str(model_dir), data=cfg.eval.data, seconds=round(time.time() - t0, 1)
-    )
+    meta = {**_eval_settings(cfg), "model": str(model_dir), "seconds": round(time.time() - t0, 1)}
+    write_report(report, out, **meta)
     return json.loads(out.read_text())
 
 
@@ -537,7 +551,12 @@ def run_iteration(
     times["sft"] = time.time() - t0
 
     t0 = time.time()
-    before = evaluate_model(cfg, policy, out / "eval_before.json")
+    before = reusable_eval(cfg, policy, k)
+    if before is not None:  # iteration k-1 already scored this model: same numbers, no cost
+        before = {**before, "reused_from": str(iteration_dir(cfg.run_dir, k - 1))}
+        (out / "eval_before.json").write_text(json.dumps(before, indent=2) + "\n")
+    else:
+        before = evaluate_model(cfg, policy, out / "eval_before.json")
     after = evaluate_model(cfg, out / "model", out / "eval_after.json")
     times["eval"] = time.time() - t0
     times["total"] = time.time() - t_start

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -244,6 +245,16 @@ def puzzle_policy(tmp_path_factory):
     return root
 
 
+def _verified(url: str) -> float:
+    """Items the verifier service has verified so far (its Prometheus counter)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("hybridrl_verifications_total{")
+    )
+
+
 def _run(args, cwd):
     proc = subprocess.run(
         [HYBRIDRL, "rs-iteration", *args], cwd=cwd, capture_output=True, text=True, timeout=600
@@ -251,7 +262,7 @@ def _run(args, cwd):
     return proc
 
 
-def test_tiny_iteration_through_the_cli_chains(puzzle_policy, tmp_path):
+def test_tiny_iteration_through_the_cli_chains(puzzle_policy, verifier_server, tmp_path):
     root = puzzle_policy
     config = {
         "run_dir": str(tmp_path / "rs"),
@@ -330,15 +341,25 @@ def test_tiny_iteration_through_the_cli_chains(puzzle_policy, tmp_path):
     assert sum(t.startswith("<think>x</think>") for t in targets) >= len(kept)
     assert json.loads((it1 / "eval_after.json").read_text())["model"] == str(it1 / "model")
 
-    # iteration 2: auto-numbered, samples with iteration 1's model, mixes iteration 1's data
-    second = _run(["--config", str(cfg_path), "eval.data=null"], REPO)
+    # iteration 2: auto-numbered, samples with iteration 1's model, mixes iteration 1's data,
+    # verifies through the verifier service
+    verified_before = _verified(verifier_server.url)
+    second = _run(["--config", str(cfg_path), f"verify.url={verifier_server.url}"], REPO)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    s2 = json.loads((tmp_path / "rs" / "iter_2" / "summary.json").read_text())
+    it2 = tmp_path / "rs" / "iter_2"
+    s2 = json.loads((it2 / "summary.json").read_text())
     assert s2["iteration"] == 2
     assert s2["policy"] == str(it1 / "model") and s2["sft_init"] == str(it1 / "model")
     assert s2["previous_data"] == str(it1 / "sft_data.parquet")
     assert s2["prompts"] != summary["prompts"]  # a fresh synth seed
-    assert (tmp_path / "rs" / "iter_2" / "model" / "config.json").is_file()
+    assert (it2 / "model" / "config.json").is_file()
+    samples2 = pq.read_table(it2 / "samples.parquet").to_pylist()
+    # format breakers never reach a verifier; every other response went to the service
+    assert _verified(verifier_server.url) - verified_before == sum(s["format_ok"] for s in samples2)
+    before2 = json.loads((it2 / "eval_before.json").read_text())
+    after1 = json.loads((it1 / "eval_after.json").read_text())
+    assert before2["reused_from"] == str(it1)
+    assert before2["mean_accuracy"] == after1["mean_accuracy"] == s2["eval_before"]
 
     again = _run(["--config", str(cfg_path), "--iteration", "1"], REPO)
     assert again.returncode == 1 and "completed iteration 1" in again.stderr
