@@ -76,3 +76,32 @@ def _check(costs: Sequence[float], n_ranks: int) -> None:
         raise ValueError(f"n_ranks must be at least 1, got {n_ranks}")
     if any(c < 0 for c in costs):
         raise ValueError("costs must be non-negative")
+
+
+def split_by_tokens(
+    lengths: Sequence[int], max_samples: int, max_tokens: int | None = None
+) -> list[list[int]]:
+    """Micro-batches of sample indices, shortest first, each padded size within ``max_tokens``.
+
+    A micro-batch is padded to its longest sample, so grouping similar lengths and capping
+    ``count * longest`` wastes little compute on padding; a sample longer than the cap gets a
+    micro-batch of its own.
+    """
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be at least 1, got {max_samples}")
+    groups: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        grown = max(longest, lengths[i])
+        full = len(current) >= max_samples or (
+            max_tokens is not None and (len(current) + 1) * grown > max_tokens
+        )
+        if current and full:
+            groups.append(current)
+            current, grown = [], lengths[i]
+        current.append(i)
+        longest = grown
+    if current:
+        groups.append(current)
+    return groups

@@ -105,6 +105,16 @@ def clear_stale(run_dir: Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
+def remove_run(run_dir: Path) -> None:
+    """Delete a previous run's checkpoints, logs and final/ (other files stay)."""
+    clear_stale(run_dir)
+    for s in complete_steps(run_dir):
+        shutil.rmtree(step_dir(run_dir, s), ignore_errors=True)
+    for name in ("final", "tb"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+
 def export_model(src: Path, dst: Path, *, with_optimizer: bool = True) -> Path:
     """Copy a checkpoint to ``dst`` (replacing it): HF files, and the DeepSpeed state if asked."""
     tmp = dst.with_name(dst.name + ".tmp")

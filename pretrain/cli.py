@@ -56,6 +56,7 @@ def pretrain_command(
     config: Path | None = typer.Option(None, "--config", help="YAML config"),
     nproc: int | None = typer.Option(None, "--nproc", help="data-parallel processes"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest step_N"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run"),
     skip_frac: float = typer.Option(0.1, "--skip-frac", help="fit: ignore the first tokens"),
 ) -> None:
     """Pretraining stage 0/1/2 of a profile (or: 'fit RUN_DIR', 'data --config ...')."""
@@ -79,7 +80,7 @@ def pretrain_command(
     from pretrain.stages import run_stage
 
     try:
-        final = run_stage(cfg, stage, resume=resume)
+        final = run_stage(cfg, stage, resume=resume, overwrite=overwrite)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         _fail(str(e), code=1)
     typer.echo(f"stage {stage} done: {final}")
@@ -137,6 +138,7 @@ def sft_command(
     config: Path | None = typer.Option(None, "--config", help="YAML config"),
     nproc: int | None = typer.Option(None, "--nproc", help="data-parallel processes"),
     resume: bool = typer.Option(False, "--resume", help="continue from the newest step_N"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run"),
 ) -> None:
     """Supervised fine-tuning on <think>...</think>answer targets, vision encoder frozen."""
     from pretrain.config import SFTConfig
@@ -148,7 +150,7 @@ def sft_command(
     from pretrain.stages import run_sft
 
     try:
-        final = run_sft(cfg, resume=resume)
+        final = run_sft(cfg, resume=resume, overwrite=overwrite)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         _fail(str(e), code=1)
     typer.echo(f"sft done: {final}" + (f" (exported to {cfg.export_to})" if cfg.export_to else ""))

@@ -67,6 +67,9 @@ class TrainConfig(_Section):
     epochs: float | None = Field(None, gt=0, description="passes over a finite dataset")
     global_batch: int = Field(32, ge=1, description="samples per optimizer step, all ranks")
     micro_batch: int = Field(32, ge=1, description="samples per forward on one rank")
+    micro_tokens: int | None = Field(
+        None, ge=1, description="cap on a forward's padded tokens (samples x longest)"
+    )
     seq_len: int = Field(1024, ge=8, description="longer samples are skipped (and counted)")
     zero_stage: Literal[0, 1, 2] = 1
     nproc: int = Field(1, ge=1, description="data-parallel processes on this machine")

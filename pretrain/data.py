@@ -10,8 +10,8 @@ Pretraining views of the synthetic tasks (what a stage's ``mix`` names):
 | view | task | prompt | target |
 |---|---|---|---|
 | ``caption`` | caption | "Describe the image." | the caption (no think) |
-| ``ocr`` | math | "Read the text in the image." | the problem as drawn, e.g. ``15-3=`` |
-| ``grounding`` | grounding | the task prompt | ``<bbox>…</bbox>`` only |
+| ``ocr`` | math | "Read the text." | the problem as drawn, e.g. ``15-3=`` |
+| ``grounding`` | grounding | "Box the <colour> <shape>." | ``<bbox>…</bbox>`` only |
 | ``counting`` | counting | the task prompt | a ``<point>`` per counted object, then the count |
 | ``text`` | (none) | an arithmetic problem as text | the worked steps, e.g. ``12+7=19`` |
 | ``sft/<task>`` | any task | the task prompt | its reference response ``<think>…</think>answer`` |
@@ -188,13 +188,14 @@ def _caption(sample: Any) -> Example:
 
 
 def _ocr(sample: Any) -> Example:
-    return _sample_example(
-        sample, "<image>Read the text in the image.", sample.extra["problem"], "ocr"
-    )
+    return _sample_example(sample, "<image>Read the text.", sample.extra["problem"], "ocr")
 
 
 def _grounding(sample: Any) -> Example:
-    return _sample_example(sample, sample.prompt, _solution(sample.reference_response), "grounding")
+    # a short prompt: pretraining compute goes to the image and the box, not to instructions
+    shape, colour = sample.content["target"]
+    prompt = f"<image>Box the {colour} {shape}."
+    return _sample_example(sample, prompt, _solution(sample.reference_response), "grounding")
 
 
 def _counting(sample: Any) -> Example:

@@ -35,7 +35,9 @@ def resolve_stage(cfg: PretrainConfig, n: int) -> tuple[str | Path, StageConfig]
     return start, stage
 
 
-def run_stage(cfg: PretrainConfig, n: int, *, resume: bool = False) -> Path:
+def run_stage(
+    cfg: PretrainConfig, n: int, *, resume: bool = False, overwrite: bool = False
+) -> Path:
     """Train pretraining stage ``n``; returns its final checkpoint dir."""
     start, stage = resolve_stage(cfg, n)
     source = SynthMixSource(
@@ -43,14 +45,14 @@ def run_stage(cfg: PretrainConfig, n: int, *, resume: bool = False) -> Path:
     )
     out = stage_dir(cfg, n)
     dump_config(cfg, out / "pretrain_config.yaml")
-    return train(start, source, stage, out, resume=resume)
+    return train(start, source, stage, out, resume=resume, overwrite=overwrite)
 
 
-def run_sft(cfg: SFTConfig, *, resume: bool = False) -> Path:
+def run_sft(cfg: SFTConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Supervised fine-tuning on prompt/response records; returns the final checkpoint dir."""
     source = RecordSource(cfg.data, field_name=cfg.response_field, seed=cfg.train.seed)
     dump_config(cfg, Path(cfg.run_dir) / "sft_config.yaml")
-    final = train(cfg.model, source, cfg.train, cfg.run_dir, resume=resume)
+    final = train(cfg.model, source, cfg.train, cfg.run_dir, resume=resume, overwrite=overwrite)
     if cfg.export_to:
         from pretrain.checkpoint import export_model
 

@@ -28,7 +28,7 @@ import torch
 
 from hybridrl.config import dump_config
 from pretrain import checkpoint as ckpt
-from pretrain.balance import balance, rank_loads, round_robin_assign
+from pretrain.balance import balance, rank_loads, round_robin_assign, split_by_tokens
 from pretrain.config import TrainConfig
 from pretrain.data import Example, ExampleSource, ListSource, RecordSource
 from pretrain.distributed import barrier, broadcast, gather, launch, rank_world
@@ -90,6 +90,7 @@ def prepare_batch(
     world: int,
     seq_len: int,
     micro_batch: int,
+    micro_tokens: int | None = None,
     strategy: str = "greedy",
 ) -> StepBatch:
     """Read, encode, balance and collate samples ``start .. start+size-1`` of the stream."""
@@ -121,11 +122,11 @@ def prepare_batch(
         weight = 1.0
         if not shard:  # fewer samples than ranks: run one at weight 0 so every rank steps
             shard, weight = [0], 0.0
-        # similar lengths together: less padding
-        shard = sorted(shard, key=lambda i: len(kept[i].input_ids))
+        # similar lengths together, padded size capped: little compute spent on padding
+        lengths = [len(kept[i].input_ids) for i in shard]
         micro = []
-        for j in range(0, len(shard), micro_batch):
-            rows = shard[j : j + micro_batch]
+        for group in split_by_tokens(lengths, micro_batch, micro_tokens):
+            rows = [shard[j] for j in group]
             batch = processor.collate([kept[i] for i in rows], padding_side="right")
             micro.append(MicroBatch(dict(batch), [domains[i] for i in rows], weight))
         per_rank.append(micro)
@@ -349,6 +350,7 @@ class Trainer:
             world=self.world,
             seq_len=self.cfg.seq_len,
             micro_batch=self.cfg.micro_batch,
+            micro_tokens=self.cfg.micro_tokens,
             strategy=self.cfg.balance,
         )
 
@@ -612,18 +614,23 @@ def train(
     *,
     eval_records: Sequence[Any] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Train ``model`` on ``data`` under ``cfg``; returns ``run_dir/final`` (a checkpoint dir).
 
     Loss on target tokens only. ``cfg.nproc > 1`` spawns that many data-parallel ranks;
-    ``resume`` continues from the newest ``run_dir/step_N``.
+    ``resume`` continues from the newest ``run_dir/step_N``. A ``run_dir`` holding a previous
+    run is refused unless ``resume`` or ``overwrite`` (which deletes that run's checkpoints,
+    logs and final/, keeping other files) is set.
     """
     run_dir = Path(run_dir)
     previous = ckpt.complete_steps(run_dir) or (run_dir / "metrics.jsonl").exists()
-    if previous and not resume:
+    if previous and overwrite and not resume:
+        ckpt.remove_run(run_dir)
+    elif previous and not resume:
         raise FileExistsError(
-            f"{run_dir} holds a previous run: continue it with --resume (resume=True) "
-            "or remove the directory"
+            f"{run_dir} holds a previous run: continue it with --resume (resume=True), "
+            "start over with overwrite=True, or remove the directory"
         )
     source = as_source(data, seed=cfg.seed)
     if eval_records is None:

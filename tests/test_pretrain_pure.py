@@ -14,6 +14,7 @@ from pretrain.balance import (
     rank_loads,
     round_robin_assign,
     sample_cost,
+    split_by_tokens,
 )
 from pretrain.config import PretrainConfig, TrainConfig
 from pretrain.data import SynthMixSource, check_view
@@ -62,6 +63,22 @@ def test_balancer_edge_cases():
     with pytest.raises(ValueError, match="non-negative"):
         sample_cost([-1], 3)
     assert sample_cost([8, 4], 10) == 64 + 16 + 10
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_micro_batches_cover_the_shard_within_the_token_cap(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(20, 300) for _ in range(40)]
+    groups = split_by_tokens(lengths, 16, 2048)
+    assert sorted(i for g in groups for i in g) == list(range(40))
+    for g in groups:
+        assert len(g) <= 16
+        assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= 2048
+    padded = sum(len(g) * max(lengths[i] for i in g) for g in groups)
+    assert padded < 40 * max(lengths), "less padding than one batch padded to the longest"
+    assert split_by_tokens(lengths, 16) == split_by_tokens(lengths, 16, None)
+    assert [len(g) for g in split_by_tokens([5, 5, 5], 2)] == [2, 1]
+    assert split_by_tokens([500, 10], 8, 100) == [[1], [0]]  # too long: a micro-batch alone
 
 
 # --------------------------------------------------------------------------- schedules
