@@ -268,7 +268,7 @@ def test_train_cli_fine_tunes_toward_the_targets_and_records_eval(tmp_path):
             f"data.train={data / 'train.parquet'}", f"data.eval={data / 'eval.parquet'}",
             "train.epochs=null", "train.steps=4", "train.global_batch=16", "train.micro_batch=16",
             "train.optim.lr=5e-3", "train.optim.schedule=constant", "train.optim.warmup_steps=0",
-            "train.prefetch=false",
+            "train.prefetch=false", f"export_to={tmp_path / 'export'}",
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -278,6 +278,9 @@ def test_train_cli_fine_tunes_toward_the_targets_and_records_eval(tmp_path):
     assert set(report["overall"]) >= {"accuracy", "consistency", "mean_gap"}
     assert read_rm_config(final)["strip_think"] is True
     assert "accuracy" in res.output and "consistency" in res.output
+    exported = {p.name for p in (tmp_path / "export").iterdir()}
+    assert {"model.safetensors", "config.json", "reward_model.json", "eval.json"} <= exported
+    assert "ds" not in exported and not any(n.startswith("rng_") for n in exported)
 
     examples = swap_augment(train_pairs[:6])
     before = _target_ce(RewardModel.load(init), examples)
