@@ -90,6 +90,11 @@ class PPOConfig(_Section):
     whiten_advantages: bool = True
     minibatch_size: int = Field(64, ge=1, description="rollouts per gradient update")
     epochs: int = Field(1, ge=1, description="passes over the iteration's rollouts")
+    drop_uniform_groups: bool = Field(
+        False,
+        description="online difficulty filter: leave out verifier prompts whose n responses "
+        "all scored alike (all solved or all failed)",
+    )
 
 
 class KLConfig(_Section):
@@ -155,6 +160,9 @@ class TrainerConfig(_Section):
     name: str = "local"
     runs_dir: str = "runs"
     iterations: int = Field(40, ge=0)
+    time_limit_minutes: float | None = Field(
+        None, gt=0, description="stop iterating after this much training time (then save, eval)"
+    )
     seed: int = 0
     eval_every: int = Field(0, ge=0, description="eval every N iterations (0: only before/after)")
     eval_max_prompts: int | None = Field(None, ge=1, description="cap on held-out prompts per eval")

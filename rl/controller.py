@@ -227,14 +227,46 @@ class Controller:
         outputs, scores = self._generate_and_score(
             records, params, seed=cfg.trainer.seed * 7919 + it, t=t
         )
-
-        # drop samples whose reward could not be computed (counted in metrics)
-        keep = [i for i, s in enumerate(scores) if s.reward is not None]
-        excluded = len(scores) - len(keep)
-        if not keep:
+        # samples whose reward could not be computed are left out (and counted)
+        scored = [i for i, s in enumerate(scores) if s.reward is not None]
+        if not scored:
             raise RuntimeError(f"iteration {it}: every sample lost its reward; see the log")
-        outputs = [outputs[i] for i in keep]
-        scores = [scores[i] for i in keep]
+        metrics = self._reward_metrics(records, outputs, scores)
+        metrics["samples/excluded"] = float(len(scores) - len(scored))
+        outputs, scores = [outputs[i] for i in scored], [scores[i] for i in scored]
+        # online difficulty filter: a rule prompt whose responses all scored alike teaches
+        # nothing but a push on its whole distribution when the critic cannot tell it apart
+        if cfg.ppo.drop_uniform_groups:
+            train = uniform_groups_dropped(outputs, scores)
+        else:
+            train = list(range(len(outputs)))
+        metrics["samples/trained"] = float(len(train))
+        if train:
+            metrics.update(
+                self._train(records, [outputs[i] for i in train], [scores[i] for i in train], it, t)
+            )
+
+        # 8. bookkeeping and metrics
+        self.iteration, self.position = it, self.position + n_prompts
+        self.ledger.record(it, self.position - n_prompts, [self.train_rows[i] for i in indices])
+        t.times["time/iteration"] = time.perf_counter() - t0
+        metrics.update(t.times)
+        gen_tokens = float(sum(len(o.token_ids) for o in outputs))
+        metrics["throughput/tokens_per_s"] = gen_tokens / max(t.times["time/generate"], 1e-9)
+        self.tracker.log(it, metrics)
+        self._log_samples(it, records, outputs, scores)
+        return metrics
+
+    def _train(
+        self,
+        records: list[PromptRecord],
+        outputs: list[RolloutOutput],
+        scores: list[Scored],
+        it: int,
+        t: Timer,
+    ) -> dict[str, float]:
+        """Steps 4–7 on the samples kept for training; returns their metrics."""
+        cfg = self.cfg
         batch = self._rollout_batch(records, outputs)
         n, r_len = len(batch), batch.max_response_len
         mask = pad_rows([[1.0] * len(o.token_ids) for o in outputs], r_len)
@@ -242,33 +274,23 @@ class Controller:
 
         # 4. old logprobs + entropy (actor), reference logprobs, values (critic): concurrently
         batch_ref = _put(batch)
+        temp = cfg.rollout.temperature
         with t("logprobs"):
             old_refs = self._infer(
-                self.actor,
-                "logprobs",
-                batch_ref,
-                n,
-                cfg.actor.micro_batch_size,
-                cfg.rollout.temperature,
+                self.actor, "logprobs", batch_ref, n, cfg.actor.micro_batch_size, temp
             )
             ref_refs = self.reference.call(
-                "logprobs",
-                batch_ref,
-                list(range(n)),
-                cfg.actor.micro_batch_size,
-                cfg.rollout.temperature,
+                "logprobs", batch_ref, list(range(n)), cfg.actor.micro_batch_size, temp
             )
             val_refs = self._infer(self.critic, "values", batch_ref, n, cfg.critic.micro_batch_size)
-            old_parts = self._gather(self.actor, old_refs, n)
-            old_logp = old_parts[0] * mask
-            entropy = old_parts[1] * mask
+            old_logp, entropy = (x * mask for x in self._gather(self.actor, old_refs, n))
             ref_logp = self.reference.get(ref_refs)[0] * mask
         with t("values"):
             values = self._gather(self.critic, val_refs, n)[0] * mask
 
         # 5. token rewards with a per-prompt KL coefficient, GAE, whitening
         rewards = torch.tensor([s.reward for s in scores], dtype=torch.float32)
-        styles = [records[batch.prompt_of[i]].reward_model.style for i in range(n)]
+        styles = [records[o.prompt].reward_model.style for o in outputs]
         beta = torch.tensor([cfg.kl.general if s == "model" else cfg.kl.verifiable for s in styles])
         kl = ca.kl_penalty(old_logp, ref_logp, cfg.kl.estimator) * mask
         token_rewards = ca.token_rewards(rewards, kl, beta, mask)
@@ -277,30 +299,29 @@ class Controller:
             advantages = ca.masked_whiten(advantages, mask)
 
         # 6. critic update, then actor update (after the critic warm-up), over minibatches
+        # the number of gradient updates stays as configured when samples were left out
+        per_epoch = cfg.updates_per_iteration // cfg.ppo.epochs
         mbs = minibatches(
-            n, cfg.ppo.minibatch_size, cfg.ppo.epochs, seed=cfg.trainer.seed * 104729 + it
+            n, -(-n // per_epoch), cfg.ppo.epochs, seed=cfg.trainer.seed * 104729 + it
         )
         tokens = mask.sum(-1).tolist()
+        train_actor = it > cfg.critic.warmup_iterations
+        actor_stats: list[dict[str, float]] = []
         with t("updates"):
             critic_plan = plan_updates(
                 mbs, tokens, len(self.critic), cfg.critic.micro_batch_size, "token-mean"
             )
+            critic_tensors = _put({"values": values, "returns": returns, "mask": mask})
             critic_refs = self.critic.call_each(
-                "update",
-                [
-                    (batch_ref, _put({"values": values, "returns": returns, "mask": mask}), p)
-                    for p in critic_plan
-                ],
+                "update", [(batch_ref, critic_tensors, p) for p in critic_plan]
             )
-            actor_stats: list[dict[str, float]] = []
-            train_actor = it > cfg.critic.warmup_iterations
             if train_actor:
                 actor_plan = plan_updates(
                     mbs, tokens, len(self.actor), cfg.actor.micro_batch_size, cfg.actor.loss_agg
                 )
                 tensors = _put({"old_logp": old_logp, "advantages": advantages, "mask": mask})
                 actor_refs = self.actor.call_each(
-                    "update", [(batch_ref, tensors, p, cfg.rollout.temperature) for p in actor_plan]
+                    "update", [(batch_ref, tensors, p, temp) for p in actor_plan]
                 )
                 actor_stats = self.actor.get(actor_refs)[0]
             critic_stats = self.critic.get(critic_refs)[0]
@@ -310,30 +331,22 @@ class Controller:
             with t("sync"):
                 self._sync_weights()
 
-        # 8. bookkeeping and metrics
-        self.iteration, self.position = it, self.position + n_prompts
-        self.ledger.record(it, self.position - n_prompts, [self.train_rows[i] for i in indices])
-        t.times["time/iteration"] = time.perf_counter() - t0
-        metrics = self._metrics(
-            records,
-            batch,
-            outputs,
-            scores,
-            styles,
-            mask,
-            kl,
-            entropy,
-            values,
-            returns,
-            old_logp,
-            rollout_logp,
-            actor_stats,
-            critic_stats,
-            excluded,
-            t.times,
-        )
-        self.tracker.log(it, metrics)
-        return metrics
+        m: dict[str, float] = {}
+        for src in sorted(set(styles)):
+            rows = [i for i, st in enumerate(styles) if st == src]
+            m[f"kl/{src}"] = float(ca.masked_mean(kl[rows], mask[rows]))
+        m["kl/mean"] = float(ca.masked_mean(kl, mask))
+        m["entropy/mean"] = float(ca.masked_mean(entropy, mask))
+        m["critic/explained_variance"] = float(ca.explained_variance(values, returns, mask))
+        m["critic/value_mean"] = float(ca.masked_mean(values, mask))
+        m["check/rollout_logprob_max_diff"] = float(((old_logp - rollout_logp).abs() * mask).max())
+        for name, stats in (("actor", actor_stats), ("critic", critic_stats)):
+            for k in sorted({k for s in stats for k in s}):
+                vals = [s[k] for s in stats if k in s and np.isfinite(s[k])]
+                if vals:
+                    m[f"{name}/{k}"] = float(np.mean(vals))
+        m["actor/updates"] = float(len(actor_stats))
+        return m
 
     # ------------------------------------------------------------------ step helpers
 
@@ -411,76 +424,53 @@ class Controller:
             out.append(full)
         return out
 
+    def _log_samples(self, it: int, records, outputs, scores, per_task: int = 2) -> None:
+        """A few responses per task and iteration to ``samples.jsonl``, for reading."""
+        seen: dict[str, int] = defaultdict(int)
+        with (self.run_dir / "samples.jsonl").open("a") as f:
+            for o, s in zip(outputs, scores, strict=True):
+                task = task_of(records[o.prompt])
+                if seen[task] >= per_task:
+                    continue
+                seen[task] += 1
+                row = {"iteration": it, "task": task, "reward": s.reward, "response": o.text}
+                f.write(json.dumps(row) + "\n")
+
     def _sync_weights(self) -> None:
         refs = self.actor.call("state_dict")
         state = self.actor.get(refs)[0]
         state_ref = _put(state)
         self.rollout.get(self.rollout.call("update_weights", state_ref))
 
-    def _metrics(
-        self,
-        records,
-        batch,
-        outputs,
-        scores,
-        styles,
-        mask,
-        kl,
-        entropy,
-        values,
-        returns,
-        old_logp,
-        rollout_logp,
-        actor_stats,
-        critic_stats,
-        excluded,
-        times,
-    ) -> dict[str, float]:
+    def _reward_metrics(self, records, outputs, scores) -> dict[str, float]:
+        """Reward, accuracy and format figures over every scored sample of the iteration."""
         cfg = self.cfg
-        m: dict[str, float] = {}
-        rewards = [s.reward for s in scores]
-        m["reward/mean"] = float(np.mean(rewards))
+        ok = [(o, s) for o, s in zip(outputs, scores, strict=True) if s.reward is not None]
+        m: dict[str, float] = {"reward/mean": float(np.mean([s.reward for _, s in ok]))}
         by_source: dict[str, list[Scored]] = defaultdict(list)
         by_task: dict[str, list[Scored]] = defaultdict(list)
-        for i, s in enumerate(scores):
+        for o, s in ok:
             by_source[s.source].append(s)
-            by_task[task_of(records[outputs[i].prompt])].append(s)
-        for src, ss in by_source.items():
+            by_task[task_of(records[o.prompt])].append(s)
+        for src, ss in sorted(by_source.items()):
             m[f"reward/{src}"] = float(np.mean([s.reward for s in ss]))
             m[f"acc/{src}"] = float(np.mean([s.correct for s in ss]))
-            rows = [i for i, st in enumerate(styles) if st == src]
-            m[f"kl/{src}"] = float(ca.masked_mean(kl[rows], mask[rows]))
         for task, ss in sorted(by_task.items()):
             m[f"reward/task/{task}"] = float(np.mean([s.reward for s in ss]))
             m[f"acc/task/{task}"] = float(np.mean([s.correct for s in ss]))
-        m["format/rate"] = float(np.mean([s.format_ok for s in scores]))
-        m["kl/mean"] = float(ca.masked_mean(kl, mask))
-        m["entropy/mean"] = float(ca.masked_mean(entropy, mask))
-        lengths = mask.sum(-1)
-        m["response/length"] = float(lengths.mean())
+        m["format/rate"] = float(np.mean([s.format_ok for _, s in ok]))
+        lengths = [len(o.token_ids) for o in outputs]
+        m["response/length"] = float(np.mean(lengths))
+        eos = set(self.processor.eos_token_ids)
         m["response/truncated"] = float(
             np.mean(
                 [
-                    len(o.token_ids) >= cfg.rollout.max_new_tokens
-                    and o.token_ids[-1] not in self.processor.eos_token_ids
+                    len(o.token_ids) >= cfg.rollout.max_new_tokens and o.token_ids[-1] not in eos
                     for o in outputs
                 ]
             )
         )
-        m["critic/explained_variance"] = float(ca.explained_variance(values, returns, mask))
-        m["critic/value_mean"] = float(ca.masked_mean(values, mask))
-        m["check/rollout_logprob_max_diff"] = float(((old_logp - rollout_logp).abs() * mask).max())
-        for name, stats in (("actor", actor_stats), ("critic", critic_stats)):
-            for k in sorted({k for s in stats for k in s}):
-                vals = [s[k] for s in stats if k in s and np.isfinite(s[k])]
-                if vals:
-                    m[f"{name}/{k}"] = float(np.mean(vals))
-        m["actor/updates"] = float(len(actor_stats))
-        m["samples/total"] = float(len(scores) + excluded)
-        m["samples/excluded"] = float(excluded)
-        gen_tokens = float(lengths.sum())
-        m["throughput/tokens_per_s"] = gen_tokens / max(times.get("time/generate", 0.0), 1e-9)
-        m.update(times)
+        m["samples/total"] = float(len(outputs))
         return m
 
     # ------------------------------------------------------------------ eval
@@ -562,8 +552,15 @@ class Controller:
         if "before" not in evals:
             self.tracker.write("eval before training ...")
             evals["before"] = self.evaluate("before")
+        started = time.monotonic()
         while self.iteration < cfg.iterations:
-            metrics = self.step()
+            if cfg.time_limit_minutes and time.monotonic() - started > 60 * cfg.time_limit_minutes:
+                self.tracker.write(
+                    f"time limit of {cfg.time_limit_minutes:g} min reached at iteration "
+                    f"{self.iteration}"
+                )
+                break
+            self.step()
             if (
                 cfg.eval_every
                 and self.iteration % cfg.eval_every == 0
@@ -572,7 +569,6 @@ class Controller:
                 self.evaluate(f"iteration {self.iteration}")
             if cfg.save_every and self.iteration % cfg.save_every == 0:
                 self.save()
-            del metrics
         if not checkpoints(self.run_dir) or checkpoints(self.run_dir)[-1][0] != self.iteration:
             self.save()
         evals["after"] = self.evaluate("after")
@@ -592,6 +588,21 @@ class Controller:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def uniform_groups_dropped(outputs: list[RolloutOutput], scores: list[Scored]) -> list[int]:
+    """Indices of the samples to train on: every sample except those of verifier-scored prompts
+    whose responses all got the same reward (all solved or all failed)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, o in enumerate(outputs):
+        groups[o.prompt].append(i)
+    keep = []
+    for rows in groups.values():
+        rewards = {scores[i].reward for i in rows}
+        uniform = len(rows) > 1 and len(rewards) == 1 and scores[rows[0]].source == "rule"
+        if not uniform:
+            keep += rows
+    return sorted(keep)
 
 
 def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[str, float]:

@@ -182,31 +182,24 @@ def _task(record: PromptRecord) -> str:
 
 
 def sample_and_verify(
-    cfg: RSConfig, policy: Path, records: Sequence[PromptRecord], seed: int
+    cfg: RSConfig,
+    policy: Path,
+    records: Sequence[PromptRecord],
+    seed: int,
+    *,
+    progress: bool = True,
 ) -> list[Sample]:
-    """``sampling.n`` responses per record from the policy, verified as the RL reward does."""
+    """``sampling.n`` responses per record from the policy, verified as the RL reward does;
+    each generated chunk is verified in the background while the next one is generated."""
     from rl.config import FormatConfig, ModelConfig, RewardConfig
     from rl.rewards import RewardRouter
-    from rl.rollout import RolloutPrompt, SamplingParams, TransformersEngine
+    from rl.rollout import RolloutPrompt, SamplingParams, TransformersEngine, chunk_seed
 
     s = cfg.sampling
     engine = TransformersEngine(ModelConfig(path=str(policy)), micro_batch_size=s.micro_batch_size)
-    prompts = [
-        RolloutPrompt(
-            messages=[m.model_dump() for m in r.prompt],
-            images=[i.model_dump() for i in r.images],
-            videos=[v.model_dump() for v in r.videos],
-        )
-        for r in records
-    ]
-    outs = engine.generate(
-        prompts,
-        SamplingParams(
-            n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens
-        ),
-        seed,
+    params = SamplingParams(
+        n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens
     )
-    del engine
     v = cfg.verify
     router = RewardRouter(
         RewardConfig(
@@ -217,21 +210,48 @@ def sample_and_verify(
         ),
         FormatConfig(penalty=0.0),
     )
+    per_call = max(1, s.micro_batch_size // s.n)  # prompts whose samples fill one generate call
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(records), desc="rs sample", unit="prompt", dynamic_ncols=True)
+    # similar prompts share a generate call (video and two-image prompts are long): less padding
+    order = sorted(range(len(records)), key=lambda i: _shape_key(records[i]))
+    pending = []
     try:
-        scored = router.score([records[o.prompt] for o in outs], [o.text for o in outs])
+        for c, start in enumerate(range(0, len(records), per_call)):
+            chunk_ids = order[start : start + per_call]
+            chunk = [records[i] for i in chunk_ids]
+            prompts = [
+                RolloutPrompt(
+                    messages=[m.model_dump() for m in r.prompt],
+                    images=[i.model_dump() for i in r.images],
+                    videos=[v.model_dump() for v in r.videos],
+                )
+                for r in chunk
+            ]
+            outs = engine.generate(prompts, params, chunk_seed(seed, c))
+            ids = [chunk_ids[o.prompt] for o in outs]
+            texts = [o.text for o in outs]
+            pending.append((ids, texts, router.submit([records[i] for i in ids], texts)))
+            if bar is not None:
+                bar.update(len(chunk))
+        samples = []
+        for ids, texts, future in pending:
+            for i, text, sc in zip(ids, texts, future.result(), strict=True):
+                samples.append(
+                    Sample(i, text, bool(sc.correct), bool(sc.format_ok), sc.reward, sc.error)
+                )
+        return sorted(samples, key=lambda x: x.prompt)  # stable: sample order kept per prompt
     finally:
+        if bar is not None:
+            bar.close()
         router.close()
-    return [
-        Sample(
-            prompt=o.prompt,
-            text=o.text,
-            correct=bool(sc.correct),
-            format_ok=bool(sc.format_ok),
-            reward=sc.reward,
-            error=sc.error,
-        )
-        for o, sc in zip(outs, scored, strict=True)
-    ]
+
+
+def _shape_key(record: PromptRecord) -> tuple[int, int, str]:
+    return (len(record.videos), len(record.images), _task(record))
 
 
 # --------------------------------------------------------------------------- files

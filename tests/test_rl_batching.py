@@ -214,3 +214,18 @@ def test_moderate_difficulty_filter_keeps_prompts_between_the_bounds():
     kept, stats = keep_moderate(recs, scores, low=0.05, high=0.95)
     assert kept == [recs[1]]
     assert (stats[0].total, stats[0].kept) == (4, 1)
+
+
+def test_uniform_groups_are_left_out_of_training():
+    from rl.controller import uniform_groups_dropped
+    from rl.rollout import RolloutOutput
+
+    outs = [RolloutOutput(p, [1], "", [0.0]) for p in (0, 0, 1, 1, 2, 2, 3)]
+    rule = lambda r: Scored(r, r == 1.0, True, "rule")  # noqa: E731
+    scores = [
+        rule(1.0), rule(1.0),  # prompt 0: all solved -> out
+        rule(0.0), rule(1.0),  # prompt 1: mixed -> in
+        Scored(0.5, False, True, "model"), Scored(0.5, False, True, "model"),  # RM: kept
+        rule(0.0),  # prompt 3: a single sample -> kept
+    ]  # fmt: skip
+    assert uniform_groups_dropped(outs, scores) == [2, 3, 4, 5, 6]
