@@ -43,11 +43,14 @@ class RewardModel:
         *,
         strip_think: bool = True,
         max_tokens: int = 4096,
+        max_batch_tokens: int = 65_536,
     ) -> None:
         self.model = model
         self.processor = processor
         self.strip_think = strip_think
         self.max_tokens = max_tokens
+        self.max_batch_tokens = max_batch_tokens
+        self.forward_passes = 0  # forwards run by compare_encoded (the server's metric)
         self.choice_ids = choice_token_ids(processor)
 
     @classmethod
@@ -106,12 +109,15 @@ class RewardModel:
         return out.logits[:, -1, self.choice_ids].float().cpu()
 
     def compare_encoded(self, pairs: Sequence[tuple[Encoded, Encoded]]) -> list[Comparison]:
-        """Score encoded pairs in both orders with a single forward pass."""
-        if not pairs:
-            return []
-        rows = [e for pair in pairs for e in pair]
-        p_first = torch.softmax(self.choice_logits(rows), dim=-1)[:, 0].tolist()
-        return [combine(p_first[2 * i], p_first[2 * i + 1]) for i in range(len(pairs))]
+        """Score encoded pairs in both orders: one forward pass, or a few when the padded
+        batch would exceed ``max_batch_tokens`` (long prompts must not exhaust memory)."""
+        out: list[Comparison] = []
+        for group in token_budget_groups(pairs, self.max_batch_tokens):
+            rows = [e for pair in group for e in pair]
+            p_first = torch.softmax(self.choice_logits(rows), dim=-1)[:, 0].tolist()
+            self.forward_passes += 1
+            out += [combine(p_first[2 * i], p_first[2 * i + 1]) for i in range(len(group))]
+        return out
 
     def compare(self, items: Sequence[PairInput], *, batch_size: int = 32) -> list[Comparison]:
         """P(response_a ≻ response_b) over both orders for each item; one forward per chunk."""
@@ -126,6 +132,26 @@ class RewardModel:
     ) -> float:
         """The PPO reward: P(response ≻ reference) in [0, 1], both orders averaged."""
         return self.compare([PairInput(prompt, images, response, reference)])[0].p
+
+
+def token_budget_groups(
+    pairs: Sequence[tuple[Encoded, Encoded]], budget: int
+) -> list[list[tuple[Encoded, Encoded]]]:
+    """Consecutive groups of pairs whose padded batch (2 rows per pair x longest row) fits
+    ``budget`` tokens; a single pair always forms a group of its own."""
+    groups: list[list[tuple[Encoded, Encoded]]] = []
+    current: list[tuple[Encoded, Encoded]] = []
+    longest = 0
+    for pair in pairs:
+        length = max(len(pair[0].input_ids), len(pair[1].input_ids))
+        if current and 2 * (len(current) + 1) * max(longest, length) > budget:
+            groups.append(current)
+            current, longest = [], 0
+        current.append(pair)
+        longest = max(longest, length)
+    if current:
+        groups.append(current)
+    return groups
 
 
 def choice_token_ids(processor: VLProcessor) -> list[int]:

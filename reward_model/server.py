@@ -51,6 +51,9 @@ class RewardModelServerSettings(BaseSettings):
     max_images: int = Field(16, ge=0, description="images per pair")
     max_image_pixels: int = Field(16_000_000, ge=1, description="pixels per image, before resizing")
     max_tokens: int = Field(4096, ge=16, description="tokens per comparison sequence")
+    max_batch_tokens: int = Field(
+        65_536, ge=64, description="padded tokens per forward; a larger batch runs as several"
+    )
     max_batch_items: int = Field(1024, ge=1, description="pairs per CompareBatch call")
     device: str = "cpu"
     dtype: str | None = Field(None, description="e.g. bfloat16 on GPU; default: the checkpoint's")
@@ -124,6 +127,7 @@ class Batcher:
             jobs, stop = self._collect(first)
             live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
             if live:
+                before = self.rm.forward_passes
                 try:
                     results = self.rm.compare_encoded([j.pair for j in live])
                 except Exception as e:  # fail this batch's calls, keep the server up
@@ -134,7 +138,7 @@ class Batcher:
                     for job, result in zip(live, results, strict=True):
                         job.future.set_result(result)
                 with self._lock:
-                    self.forward_passes += 1
+                    self.forward_passes += max(1, self.rm.forward_passes - before)
                     self.pairs += len(live)
                     self.max_batch_pairs = max(self.max_batch_pairs, len(live))
             if stop:
@@ -277,6 +281,7 @@ class RewardModelServer:
             max_tokens=settings.max_tokens,
         )
         self.rm.max_tokens = settings.max_tokens
+        self.rm.max_batch_tokens = settings.max_batch_tokens
         self.batcher = Batcher(
             self.rm, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms
         )

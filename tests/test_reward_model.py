@@ -320,3 +320,36 @@ def test_cli_errors_name_the_problem(tmp_path):
 def test_comparison_dataclass_properties_are_order_aware():
     c = Comparison(p=0.5, p_a_first=0.6, p_b_first=0.6)
     assert not c.consistent and c.position_gap == pytest.approx(0.2)
+
+
+def test_token_budget_groups_split_long_batches_in_order():
+    from reward_model.model import token_budget_groups
+    from vlm.processor import Encoded
+
+    def pair(n: int, m: int | None = None):
+        return Encoded(input_ids=[0] * n), Encoded(input_ids=[0] * (m or n))
+
+    pairs = [pair(10), pair(10, 30), pair(10), pair(100), pair(5)]
+    # budget 130: 2 rows x longest row per pair, summed as a padded batch
+    groups = token_budget_groups(pairs, 130)
+    assert [len(g) for g in groups] == [2, 1, 1, 1]
+    assert [p for g in groups for p in g] == pairs  # order kept
+    assert [len(g) for g in token_budget_groups(pairs, 10_000)] == [5]
+    assert [len(g) for g in token_budget_groups([pair(500)], 10)] == [1]  # never dropped
+
+
+def test_model_runs_several_forwards_when_the_batch_is_over_budget(rm, caption_records):
+    items = [
+        PairInput(p.prompt, p.images, p.chosen, p.rejected)
+        for p in pairs_from_records(caption_records[:2], format_share=0)
+    ]
+    whole = rm.compare(items)
+    before, budget = rm.forward_passes, rm.max_batch_tokens
+    rm.max_batch_tokens = 1  # one pair per forward
+    try:
+        split = rm.compare(items)
+    finally:
+        rm.max_batch_tokens = budget
+    assert rm.forward_passes - before == len(items)
+    for a, b in zip(whole, split, strict=True):
+        assert a.p == pytest.approx(b.p, abs=1e-5)
