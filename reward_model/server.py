@@ -197,14 +197,14 @@ class RewardModelService(pb2_grpc.RewardModelServicer):
                 f"{where}: {size / MiB:.1f} MiB of images and text, over the limit of "
                 f"{s.max_request_mb:g} MiB"
             )
-        images = [decode_image(b, i, s.max_image_pixels) for i, b in enumerate(item.images)]
         prompt = self._prompt(item)
         try:
+            images = [decode_image(b, i, s.max_image_pixels) for i, b in enumerate(item.images)]
             return (
                 self.rm.encode(prompt, images, item.response_a, item.response_b),
                 self.rm.encode(prompt, images, item.response_b, item.response_a),
             )
-        except (ValueError, TypeError) as e:
+        except (BadRequest, ValueError, TypeError) as e:
             raise BadRequest(f"{where}: {e}") from None
 
     def _run(
@@ -219,6 +219,9 @@ class RewardModelService(pb2_grpc.RewardModelServicer):
             with self._lock:
                 self.rejected += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except Exception as e:  # a bug in encoding must not look like the caller's fault
+            log.exception("encoding a request failed")
+            context.abort(grpc.StatusCode.INTERNAL, f"encoding failed: {type(e).__name__}: {e}")
         pending = self.batcher.submit(pairs)
         timeout = context.time_remaining()
         try:

@@ -125,7 +125,9 @@ def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(client, capt
     before = client.stats()["rejected"]
     _expect_invalid(lambda: client.compare(prompt, "", reference, [image]), "response_a")
     _expect_invalid(lambda: client.compare("", "a", "b"), "prompt")
-    _expect_invalid(lambda: client.compare(prompt, "a", "b", [b"not a png"]), "image 0", "decoded")
+    _expect_invalid(
+        lambda: client.compare(prompt, "a", "b", [b"not a png"]), "request: image 0", "decoded"
+    )
     _expect_invalid(lambda: client.compare(prompt, "a", "b", [_png()[:40]]), "image 0")
     _expect_invalid(lambda: client.compare("<image><image>two?", "a", "b", [image]), "placeholder")
     # over the server's own request limit (0.5 MiB here), still under the transport limit
