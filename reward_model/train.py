@@ -248,7 +248,9 @@ def _export(final: Path, target: Path) -> Path:
     import shutil
 
     if target.exists():
-        shutil.rmtree(target)
+        if any(target.iterdir()) and not (target / "config.json").is_file():
+            raise FileExistsError(f"export_to {str(target)!r} exists and is not a checkpoint dir")
+        shutil.rmtree(target)  # an older export of a model
     target.mkdir(parents=True)
     for item in final.iterdir():
         if item.is_file() and not item.name.startswith("rng_"):
