@@ -67,7 +67,7 @@ def train_command(
     typer.echo(dump_config(cfg).rstrip())
     try:
         result = train(cfg, log=typer.echo)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         _fail(str(e))
     typer.echo("\n" + format_report(result.report))
     typer.echo(f"\nmodel: {result.model_dir}\neval: {result.eval_path}")
