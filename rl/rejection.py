@@ -130,6 +130,9 @@ class MixConfig(_Section):
     cold_start: str | None = Field(
         "runs/base-model/data/sft_train.parquet", description="iteration 1's previous SFT data"
     )
+    ratio: float | None = Field(
+        1.0, ge=0, description="previous records per kept response (None: max_previous alone)"
+    )
     max_previous: int = Field(512, ge=0, description="records drawn from it, at most (seeded)")
     seed: int = 0
 
@@ -256,6 +259,13 @@ def prompt_verdict(rate: float | None, cfg: SelectConfig) -> str:
     if rate > cfg.max_pass_rate:
         return "too_easy"
     return "selected"
+
+
+def previous_count(kept: int, ratio: float | None, max_previous: int) -> int:
+    """How many previous-round records join ``kept`` new ones: ratio x kept, capped."""
+    if ratio is None:
+        return max_previous
+    return min(max_previous, round(ratio * kept))
 
 
 def normalise(text: str) -> str:

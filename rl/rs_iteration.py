@@ -28,7 +28,14 @@ from typing import Any
 
 from hybridrl.config import dump_config
 from hybridrl.records import PromptRecord, read_records, write_records
-from rl.rejection import RSConfig, Sample, Selection, select_responses, think_of
+from rl.rejection import (
+    RSConfig,
+    Sample,
+    Selection,
+    previous_count,
+    select_responses,
+    think_of,
+)
 
 SUMMARY_JSON = "summary.json"  # written last: its presence marks a complete iteration
 _ITER = re.compile(r"^iter_(\d+)$")
@@ -548,12 +555,14 @@ def run_iteration(
     )
 
     prev_path = previous_sft_data(cfg, k)
-    previous = previous_records(prev_path, cfg.mix.max_previous, cfg.mix.seed + k)
+    n_previous = previous_count(len(kept), cfg.mix.ratio, cfg.mix.max_previous)
+    previous = previous_records(prev_path, n_previous, cfg.mix.seed + k)
     sft_records = kept + previous
     if not kept and not previous:
         raise ValueError(
-            "nothing to train on: no response survived the selection and no previous SFT data "
-            "is mixed in (widen select.*_pass_rate, sample more, or set mix.cold_start)"
+            "nothing to train on: no response survived the selection (widen "
+            "select.*_pass_rate, sample more prompts or samples, or set mix.ratio=null to "
+            "train on previous data alone)"
         )
     sft_data = write_records(sft_records, out / "sft_data.parquet")
     log(f"[rs] SFT data: {len(kept)} new + {len(previous)} previous ({prev_path}) -> {sft_data}")

@@ -31,6 +31,7 @@ from rl.rejection import (
     find_repetition,
     overthinks,
     pass_rate,
+    previous_count,
     reject_reason,
     select_responses,
 )
@@ -174,6 +175,13 @@ def test_pass_rate_selection_dedupe_cap_and_counts():
     assert pass_rate([_s(0, ok, True, error="x")]) is None
 
 
+def test_previous_round_share():
+    assert previous_count(48, 1.0, 512) == 48
+    assert previous_count(48, 2.5, 100) == 100
+    assert previous_count(0, 1.0, 512) == 0
+    assert previous_count(3, None, 512) == 512
+
+
 # --------------------------------------------------------------------------- policy resolution
 
 
@@ -272,7 +280,7 @@ def test_tiny_iteration_through_the_cli_chains(puzzle_policy, verifier_server, t
         "prompts": {"n": 8, "tasks": ["puzzle"], "seed": 50},
         "sampling": {"n": 4, "max_new_tokens": 12, "micro_batch_size": 32},
         "select": {"min_pass_rate": 0.0, "max_pass_rate": 1.0, "max_per_prompt": 2},
-        "mix": {"cold_start": str(root / "cold.parquet"), "max_previous": 4},
+        "mix": {"cold_start": str(root / "cold.parquet"), "ratio": None, "max_previous": 4},
         "sft": {
             "train": {
                 "name": "rs_sft",
