@@ -168,6 +168,12 @@ def iteration_prompts(cfg: RSConfig, k: int) -> tuple[list[PromptRecord], str]:
     import synth
     from pretrain.data import task_configs
 
+    unknown = [t for t in p.tasks if t not in synth.TASKS]
+    if unknown or not p.tasks:
+        raise ValueError(
+            f"prompts.tasks: unknown synth task(s) {unknown or '(none given)'}; "
+            f"known: {', '.join(synth.TASKS)}"
+        )
     configs = task_configs(p.difficulty, p.task_overrides)
     seed = p.seed + k
     records = synth.generate(
@@ -468,21 +474,28 @@ _FILTER_HEADER = [
 # --------------------------------------------------------------------------- the iteration
 
 
-def prepare_dir(cfg: RSConfig, iteration: int | None, overwrite: bool) -> tuple[int, Path]:
-    """The iteration number (given, or the next after the completed ones) and its fresh dir."""
+def check_iteration(cfg: RSConfig, iteration: int | None, overwrite: bool) -> tuple[int, Path]:
+    """The iteration number (given, or the next after the completed ones) and its directory,
+    which must be free of an earlier attempt unless ``overwrite``; nothing is written."""
     k = iteration if iteration is not None else next_iteration(cfg.run_dir)
     if k < 1:
         raise ValueError(f"iteration must be at least 1, got {k}")
     out = iteration_dir(cfg.run_dir, k)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            state = "a completed" if (out / SUMMARY_JSON).is_file() else "an unfinished"
-            raise FileExistsError(
-                f"{out} holds {state} iteration {k}: rerun with --overwrite to replace it"
-                + ("" if iteration is not None else ", or pass --iteration")
-            )
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        state = "a completed" if (out / SUMMARY_JSON).is_file() else "an unfinished"
+        raise FileExistsError(
+            f"{out} holds {state} iteration {k}: rerun with --overwrite to replace it"
+            + ("" if iteration is not None else ", or pass --iteration")
+        )
+    return k, out
+
+
+def prepare_dir(cfg: RSConfig, iteration: int | None, overwrite: bool) -> tuple[int, Path]:
+    """`check_iteration`, then an empty directory for it (an earlier attempt removed)."""
+    k, out = check_iteration(cfg, iteration, overwrite)
+    if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True)
     return k, out
 
 
@@ -500,19 +513,20 @@ def run_iteration(
 
     t_start = time.time()
     times: dict[str, float] = {}
-    k, out = prepare_dir(cfg, iteration, overwrite)
+    # everything that can fail on bad input fails before the iteration's directory is touched
+    k, _ = check_iteration(cfg, iteration, overwrite)
     policy, how = resolve_policy(cfg, k)
     sft_init = resolve_sft_init(cfg, policy)
-    setup_process(cfg.threads)
-    log(f"[rs] iteration {k}: {out}")
-    log(f"[rs] policy {policy} ({how}); SFT starts from {sft_init}")
-
     t0 = time.time()
     records, origin = iteration_prompts(cfg, k)
     n_model = sum(r.reward_model.style != "rule" for r in records)
     records = [r for r in records if r.reward_model.style == "rule"]
     if not records:
         raise ValueError("no verifiable (reward_model.style: rule) prompts to sample on")
+    k, out = prepare_dir(cfg, k, overwrite)
+    setup_process(cfg.threads)
+    log(f"[rs] iteration {k}: {out}")
+    log(f"[rs] policy {policy} ({how}); SFT starts from {sft_init}")
     if not cfg.prompts.data:
         write_records(records, out / "prompts.parquet")
     times["prompts"] = time.time() - t0

@@ -221,6 +221,29 @@ def test_policy_resolution_and_iteration_numbers(tmp_path):
     assert k == 1 and list(out.iterdir()) == []
 
 
+def test_bad_input_is_a_clean_error_before_any_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from hybridrl.cli import app
+
+    base = _ckpt(tmp_path / "base")
+    run_dir = tmp_path / "rs"
+    common = ["rs-iteration", f"run_dir={run_dir}", f"base_model={base}", "rl_run=null"]
+    cases = [
+        (["prompts.tasks=[bogus]"], 1, "unknown synth task(s) ['bogus']"),
+        ([f"policy={tmp_path / 'nope'}"], 1, "neither a checkpoint dir"),
+        ([f"prompts.data={tmp_path / 'none.parquet'}"], 1, "no such records file"),
+        (["sft.init=/nowhere"], 1, "sft.init '/nowhere'"),
+        (["select.max_pass_rate=2"], 2, "select.max_pass_rate"),
+        (["--iteration", "0"], 1, "iteration must be at least 1"),
+    ]
+    for args, code, message in cases:
+        result = CliRunner().invoke(app, [*common, *args])
+        assert result.exit_code == code, (args, result.output)
+        assert message in result.output, (args, result.output)
+    assert not run_dir.exists()
+
+
 # --------------------------------------------------------------------------- end to end
 
 
