@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO_DIR, find_free_port
 
 from services.compose import ComposeError, interpolate, load, start_order
+from services.healthcheck import check as check_health
 from services.launcher import LOCAL_HOSTS, pid_alive, read_state
 
 COMPOSE = REPO_DIR / "docker-compose.yml"
@@ -69,28 +70,40 @@ def test_compose_file_validates_and_matches_our_reading():
 
 
 def test_up_detached_then_down_leaves_nothing(tmp_path):
+    # a test-preset policy checkpoint serves as the reward model (same family, same layout)
+    rm_dir = tmp_path / "rm"
+    subprocess.run(
+        [HYBRIDRL, "model", "init", "--out", str(rm_dir), "--preset", "test"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     env = {
         **os.environ,
         "VERIFIER_PORT": str(find_free_port()),
         "REDIS_PORT": str(find_free_port()),
+        "RM_PORT": str(find_free_port()),
+        "RM_MODEL": str(rm_dir),
         "VERIFIER_WORKERS": "1",
     }
     up = subprocess.run(
-        [HYBRIDRL, "up", "--services", "verifier", "--detach"],
+        [HYBRIDRL, "up", "--services", "verifier,reward-model", "--detach"],
         cwd=REPO_DIR,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     state_file = REPO_DIR / ".hybridrl" / "up.json"
     entries = read_state(state_file)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         names = [e["name"] for e in entries]
-        assert names == (["redis", "verifier"] if shutil.which("redis-server") else ["verifier"])
+        expected = ["verifier", "reward-model"]
+        assert names == (["redis", *expected] if shutil.which("redis-server") else expected)
         health = httpx.get(f"http://127.0.0.1:{env['VERIFIER_PORT']}/healthz", timeout=5)
         assert health.status_code == 200
+        assert check_health(f"grpc://127.0.0.1:{env['RM_PORT']}")
         r = httpx.post(
             f"http://127.0.0.1:{env['VERIFIER_PORT']}/v1/verify",
             json={"verifier": "format", "response": "<think>x</think>4"},
