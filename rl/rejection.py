@@ -105,9 +105,36 @@ class OverthinkingFilter(_Section):
     ratio_min_chars: int = Field(32, ge=1, description="floor of the shortest think length")
 
 
+def _check_regex(pattern: str, groups: int = 0) -> str:
+    try:
+        compiled = re.compile(pattern, re.DOTALL)
+    except re.error as e:
+        raise ValueError(f"pattern {pattern!r} is not a valid regex: {e}") from None
+    if compiled.groups < groups:
+        raise ValueError(f"pattern {pattern!r} needs a capture group (the answer)")
+    return pattern
+
+
+class ConsistencyRule(_Section):
+    """The answer a think block concludes (group 1 of ``think``) must equal the answer the
+    solution gives (group 1 of ``solution``); a correct answer the reasoning does not lead to
+    is a lucky guess. No judgement when either regex finds nothing."""
+
+    think: str
+    solution: str = r"(\S+)\s*$"
+
+    @field_validator("think", "solution")
+    @classmethod
+    def _one_group(cls, value: str) -> str:
+        return _check_regex(value, groups=1)
+
+
 class FiltersConfig(_Section):
     repetition: RepetitionFilter = Field(default_factory=RepetitionFilter)
     overthinking: OverthinkingFilter = Field(default_factory=OverthinkingFilter)
+    consistency: dict[str, ConsistencyRule] = Field(
+        default_factory=dict, description="per task: think/solution answer regexes"
+    )
     patterns: list[str] = Field(
         default_factory=list, description="extra regexes (Python re, DOTALL); a match drops it"
     )
@@ -115,12 +142,7 @@ class FiltersConfig(_Section):
     @field_validator("patterns")
     @classmethod
     def _compiles(cls, value: list[str]) -> list[str]:
-        for p in value:
-            try:
-                re.compile(p, re.DOTALL)
-            except re.error as e:
-                raise ValueError(f"pattern {p!r} is not a valid regex: {e}") from None
-        return value
+        return [_check_regex(p) for p in value]
 
 
 class MixConfig(_Section):
@@ -211,14 +233,42 @@ def overthinks(think_chars: int, shortest_chars: int | None, cfg: OverthinkingFi
     return False
 
 
-def reject_reason(response: str, shortest_think: int | None, cfg: FiltersConfig) -> str | None:
-    """Why a correct response is dropped: 'repetition', 'overthinking', 'pattern:<i>', or None."""
+def _same_answer(a: str, b: str) -> bool:
+    a, b = a.strip(), b.strip()
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)  # "3.0" seconds in the think, \boxed{3} in the solution
+    except ValueError:
+        return False
+
+
+def inconsistent(response: str, rule: ConsistencyRule) -> bool:
+    """Does the think block conclude an answer other than the one the solution gives?"""
+    fmt = check_format(response)
+    if fmt.think is None:
+        return False
+    concluded = re.search(rule.think, fmt.think, re.DOTALL)
+    given = re.search(rule.solution, fmt.solution, re.DOTALL)
+    if concluded is None or given is None:
+        return False
+    return not _same_answer(concluded.group(1), given.group(1))
+
+
+def reject_reason(
+    response: str, shortest_think: int | None, cfg: FiltersConfig, task: str | None = None
+) -> str | None:
+    """Why a correct response is dropped: 'repetition', 'overthinking', 'inconsistent',
+    'pattern:<i>', or None (kept)."""
     if cfg.repetition.enabled and find_repetition(response, cfg.repetition) is not None:
         return "repetition"
     if cfg.overthinking.enabled and overthinks(
         len(think_of(response)), shortest_think, cfg.overthinking
     ):
         return "overthinking"
+    rule = cfg.consistency.get(task) if task is not None else None
+    if rule is not None and inconsistent(response, rule):
+        return "inconsistent"
     for i, pattern in enumerate(cfg.patterns):
         if re.search(pattern, response, re.DOTALL):
             return f"pattern:{i}"
@@ -291,6 +341,7 @@ _SAMPLE_REASONS = (
     "too_easy",
     "repetition",
     "overthinking",
+    "inconsistent",
     "pattern",
     "duplicate",
     "over_cap",
@@ -309,6 +360,9 @@ def select_responses(
     """Keep correct responses on prompts whose pass rate lies in the bounds, minus bad patterns,
     duplicates and those over the per-prompt cap; counts overall and per task (``tasks[i]`` is
     prompt i's task)."""
+    task_of = list(tasks) if tasks is not None else ["all"] * n_prompts
+    if len(task_of) != n_prompts:
+        raise ValueError(f"{len(task_of)} task names for {n_prompts} prompts")
     by_prompt: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         if not 0 <= s.prompt < n_prompts:
@@ -339,7 +393,7 @@ def select_responses(
         shortest = min((len(think_of(samples[i].text)) for i in correct), default=None)
         clean = []
         for i in correct:
-            reason = reject_reason(samples[i].text, shortest, filters)
+            reason = reject_reason(samples[i].text, shortest, filters, task_of[p])
             if reason is None:
                 clean.append(i)
             elif reason.startswith("pattern:"):
@@ -361,9 +415,6 @@ def select_responses(
         for rank, i in enumerate(distinct):
             verdicts[i] = "kept" if rank < select.max_per_prompt else "over_cap"
         kept_idx += sorted(i for i in distinct[: select.max_per_prompt])
-    task_of = list(tasks) if tasks is not None else ["all"] * n_prompts
-    if len(task_of) != n_prompts:
-        raise ValueError(f"{len(task_of)} task names for {n_prompts} prompts")
     stats = _stats(samples, verdicts, rates, prompt_verdicts, task_of)
     stats["pattern_hits"] = dict(pattern_hits)
     return Selection([samples[i] for i in kept_idx], verdicts, rates, stats)

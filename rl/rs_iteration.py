@@ -444,6 +444,7 @@ def filter_rows(stats: dict[str, Any]) -> list[list[Any]]:
                 st["correct"],
                 sv["repetition"],
                 sv["overthinking"],
+                sv["inconsistent"],
                 sv["pattern"],
                 sv["duplicate"],
                 sv["over_cap"],
@@ -464,6 +465,7 @@ _FILTER_HEADER = [
     "correct",
     "repetition",
     "overthinking",
+    "inconsistent",
     "pattern",
     "duplicate",
     "over cap",
@@ -564,7 +566,8 @@ def run_iteration(
     log(
         f"[rs] {stats['samples']} samples: {stats['correct']} correct; prompts selected "
         f"{stats['prompt_verdicts']['selected']}/{stats['prompts']}; dropped repetition "
-        f"{sv['repetition']}, overthinking {sv['overthinking']}, pattern {sv['pattern']}, "
+        f"{sv['repetition']}, overthinking {sv['overthinking']}, inconsistent "
+        f"{sv['inconsistent']}, pattern {sv['pattern']}, "
         f"duplicate {sv['duplicate']}, over cap {sv['over_cap']}; kept {stats['kept']}"
     )
 

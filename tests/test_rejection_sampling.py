@@ -70,12 +70,30 @@ def test_repetition_detected_in_degenerate_responses():
     assert find_repetition("abababab", RepetitionFilter(min_span=8)) == ("ab", 4)
 
 
-def test_synth_reference_responses_pass_every_filter():
-    cfg = FiltersConfig()
-    records = synth.generate(VERIFIABLE, 70, seed=3, split="train")
-    for r in records:
-        ref = r.extra_info.reference_response
-        assert reject_reason(ref, shortest_think=None, cfg=cfg) is None, ref
+def test_synth_reference_responses_pass_every_filter_of_the_default_config():
+    cfg = load_config(RSConfig, REPO / "configs" / "rs.yaml").filters
+    assert {"puzzle", "counting", "math", "temporal"} <= set(cfg.consistency)
+    for difficulty in ("easy", "hard"):
+        records = synth.generate(VERIFIABLE, 70, seed=3, split="train", difficulty=difficulty)
+        for r in records:
+            ref = r.extra_info.reference_response
+            assert reject_reason(ref, None, cfg, r.extra_info.task) is None, ref
+
+
+def test_lucky_guesses_are_inconsistent():
+    cfg = load_config(RSConfig, REPO / "configs" / "rs.yaml").filters
+    guess = "<think>colours repeat red red; the missing one is blue triangle: A</think>B"
+    assert reject_reason(guess, None, cfg, "puzzle") == "inconsistent"
+    assert reject_reason(guess, None, cfg, "grounding") is None  # no rule for that task
+    assert reject_reason(guess.replace(": A<", ": B<"), None, cfg, "puzzle") is None
+    seen = "<think>the red circle is first seen at [3.0 second]</think>\\boxed{3}"
+    assert reject_reason(seen, None, cfg, "temporal") is None  # 3.0 == 3
+    assert reject_reason(seen.replace("{3}", "{4}"), None, cfg, "temporal") == "inconsistent"
+    assert reject_reason("<think>circles: (1,2); 1</think>3", None, cfg, "counting")
+    # a think block that states no answer is not judged
+    assert reject_reason("<think>hmm</think>B", None, cfg, "puzzle") is None
+    with pytest.raises(ConfigError, match="needs a capture group"):
+        load_config(RSConfig, None, ["filters.consistency.puzzle.think=':'"])
 
 
 def test_overthinking_absolute_and_relative_bounds():
