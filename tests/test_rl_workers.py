@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 import torch
 
@@ -112,6 +116,11 @@ def test_a_dead_worker_is_reported_with_its_role(local_ray):
     role = Role("reference", [handle])
     pid = role.get(handle.pid.remote())
     assert pid > 0
-    ray.kill(handle)
+    # kill the actor's process and wait until it is gone: ray.kill is asynchronous, and a call
+    # submitted before it takes effect may still be answered
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.1)
     with pytest.raises(WorkerDiedError, match="the reference worker died"):
         role.get(handle.pid.remote())
