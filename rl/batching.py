@@ -229,3 +229,18 @@ def plan_inference(
     for m in per_rank:
         m += [m[0]] * (n_micro - len(m))
     return per_rank, real
+
+
+def group_advantages(
+    rewards: torch.Tensor, groups: Sequence[int], mask: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """Per-token advantages (R − mean of the prompt's group) / (std of the group + eps): the
+    baseline a critic learns, taken from the n responses of the same prompt instead."""
+    adv = torch.zeros_like(rewards, dtype=torch.float32)
+    ids = torch.tensor(list(groups))
+    for g in ids.unique():
+        rows = ids == g
+        r = rewards[rows].float()
+        std = r.std(unbiased=False) if int(rows.sum()) > 1 else torch.tensor(0.0)
+        adv[rows] = (r - r.mean()) / (std + eps)
+    return adv.unsqueeze(-1) * mask

@@ -88,6 +88,11 @@ class PPOConfig(_Section):
     gamma: float = 1.0
     lam: float = 1.0
     whiten_advantages: bool = True
+    advantage: Literal["gae", "group"] = Field(
+        "gae",
+        description="gae: GAE on the critic's values (the report's PPO); group: each response "
+        "against the other responses to its prompt (the critic is still trained and logged)",
+    )
     minibatch_size: int = Field(64, ge=1, description="rollouts per gradient update")
     epochs: int = Field(1, ge=1, description="passes over the iteration's rollouts")
     drop_uniform_groups: bool = Field(

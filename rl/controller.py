@@ -23,6 +23,7 @@ from hybridrl.records import PromptRecord
 from rl import core_algos as ca
 from rl.batching import (
     RolloutBatch,
+    group_advantages,
     minibatches,
     pad_rows,
     plan_inference,
@@ -295,6 +296,8 @@ class Controller:
         kl = ca.kl_penalty(old_logp, ref_logp, cfg.kl.estimator) * mask
         token_rewards = ca.token_rewards(rewards, kl, beta, mask)
         advantages, returns = ca.gae(token_rewards, values, mask, cfg.ppo.gamma, cfg.ppo.lam)
+        if cfg.ppo.advantage == "group":
+            advantages = group_advantages(rewards, [o.prompt for o in outputs], mask)
         if cfg.ppo.whiten_advantages:
             advantages = ca.masked_whiten(advantages, mask)
 

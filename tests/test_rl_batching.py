@@ -229,3 +229,14 @@ def test_uniform_groups_are_left_out_of_training():
         rule(0.0),  # prompt 3: a single sample -> kept
     ]  # fmt: skip
     assert uniform_groups_dropped(outs, scores) == [2, 3, 4, 5, 6]
+
+
+def test_group_advantages_compare_responses_of_the_same_prompt():
+    from rl.batching import group_advantages
+
+    rewards = torch.tensor([1.0, 0.0, 0.5, 0.5, 1.0])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0]]).float()
+    adv = group_advantages(rewards, [0, 0, 1, 1, 2], mask)
+    assert torch.allclose(adv[0], torch.tensor([1.0, 1.0, 0.0]), atol=1e-4)  # (1-.5)/.5
+    assert torch.allclose(adv[1], torch.tensor([-1.0, 0.0, 0.0]), atol=1e-4)
+    assert adv[2:].abs().max() == 0  # a uniform group, and a lone response: no signal
