@@ -64,23 +64,35 @@ class VerifyConfig(_Section):
     timeout_s: float = Field(30.0, gt=0)
 
 
-class SelectConfig(_Section):
-    """Which prompts count as challenging, and how many responses each contributes."""
+class PassRateBounds(_Section):
+    """Pass-rate bounds of the prompts kept (inclusive)."""
 
     min_pass_rate: float = Field(0.0, ge=0, le=1, description="keep prompts with rate >= this")
     max_pass_rate: float = Field(0.75, ge=0, le=1, description="keep prompts with rate <= this")
-    max_per_prompt: int = Field(2, ge=1, description="kept responses per prompt, at most")
-    prefer: Literal["shortest", "first"] = Field(
-        "shortest", description="which distinct correct responses fill the cap"
-    )
 
     @model_validator(mode="after")
-    def _ordered(self) -> SelectConfig:
+    def _ordered(self) -> PassRateBounds:
         if self.min_pass_rate > self.max_pass_rate:
             raise ValueError(
                 f"min_pass_rate ({self.min_pass_rate}) is above max_pass_rate ({self.max_pass_rate})"
             )
         return self
+
+
+class SelectConfig(PassRateBounds):
+    """Which prompts count as challenging, and how many responses each contributes."""
+
+    per_task: dict[str, PassRateBounds] = Field(
+        default_factory=dict,
+        description="bounds of one task (e.g. a floor above chance for multiple choice)",
+    )
+    max_per_prompt: int = Field(2, ge=1, description="kept responses per prompt, at most")
+    prefer: Literal["shortest", "first"] = Field(
+        "shortest", description="which distinct correct responses fill the cap"
+    )
+
+    def bounds(self, task: str | None) -> PassRateBounds:
+        return self.per_task.get(task, self) if task is not None else self
 
 
 class RepetitionFilter(_Section):
@@ -298,7 +310,7 @@ def pass_rate(samples: Sequence[Sample]) -> float | None:
     return sum(s.correct for s in scored) / len(scored)
 
 
-def prompt_verdict(rate: float | None, cfg: SelectConfig) -> str:
+def prompt_verdict(rate: float | None, cfg: PassRateBounds) -> str:
     """'selected', or why a prompt contributes nothing: unscored, unsolved, too_hard, too_easy."""
     if rate is None:
         return "unscored"
@@ -377,7 +389,7 @@ def select_responses(
         idx = by_prompt.get(p, [])
         rate = pass_rate([samples[i] for i in idx])
         rates.append(rate)
-        pv = prompt_verdict(rate, select)
+        pv = prompt_verdict(rate, select.bounds(task_of[p]))
         prompt_verdicts.append(pv)
         correct = []
         for i in idx:

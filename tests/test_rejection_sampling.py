@@ -14,10 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
 import synth
 import verifiers
 import vlm
+from hybridrl.cli import app
 from hybridrl.config import ConfigError, load_config
 from hybridrl.records import load_image, read_records, write_records
 from pretrain.data import RecordSource
@@ -192,6 +194,12 @@ def test_pass_rate_selection_dedupe_cap_and_counts():
     assert sel.verdicts[:4] == ["too_easy"] * 4 and sel.verdicts[20] == "repetition"
     assert pass_rate([_s(0, ok, True, error="x")]) is None
 
+    # per-task bounds: a floor for counting only (prompt 2, 1 of 4) leaves the puzzles alone
+    per_task = SelectConfig(per_task={"counting": {"min_pass_rate": 0.3}})
+    sel = select_responses(samples, 6, per_task, FiltersConfig(), tasks)
+    assert [s.prompt for s in sel.kept] == [3, 3, 4]
+    assert sel.stats["per_task"]["counting"]["prompt_verdicts"]["too_hard"] == 1
+
 
 def test_previous_round_share():
     assert previous_count(48, 1.0, 512) == 48
@@ -240,10 +248,6 @@ def test_policy_resolution_and_iteration_numbers(tmp_path):
 
 
 def test_bad_input_is_a_clean_error_before_any_file(tmp_path):
-    from typer.testing import CliRunner
-
-    from hybridrl.cli import app
-
     base = _ckpt(tmp_path / "base")
     run_dir = tmp_path / "rs"
     common = ["rs-iteration", f"run_dir={run_dir}", f"base_model={base}", "rl_run=null"]
@@ -410,5 +414,5 @@ def test_tiny_iteration_through_the_cli_chains(puzzle_policy, verifier_server, t
     assert before2["reused_from"] == str(it1)
     assert before2["mean_accuracy"] == after1["mean_accuracy"] == s2["eval_before"]
 
-    again = _run(["--config", str(cfg_path), "--iteration", "1"], REPO)
-    assert again.returncode == 1 and "completed iteration 1" in again.stderr
+    again = CliRunner().invoke(app, ["rs-iteration", "--config", str(cfg_path), "--iteration", "1"])
+    assert again.exit_code == 1 and "completed iteration 1" in again.output
