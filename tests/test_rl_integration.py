@@ -1,6 +1,6 @@
 """End to end: `hybridrl train` against a real Ray head, the real verifier API and RM server.
 
-One module-wide Ray head (``ray start --head`` in its own process group and temp dir, so the
+A Ray head per test (``ray start --head`` in its own process group and temp dir, so the
 teardown kills exactly that head and never another Ray on the machine). The policy is the
 "test" preset taught for a second to answer ``<think>1</think>1``: its responses follow the
 format, so both reward services are really called.
@@ -40,7 +40,8 @@ class RayHead:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="module")
+# one head per test: after a SIGKILLed driver, a busy head's job agent was seen to stay away
+@pytest.fixture
 def ray_head():
     # a short temp dir: Ray's unix socket paths must stay under ~100 characters
     temp = tempfile.mkdtemp(prefix="hrl-ray-", dir="/tmp")
