@@ -26,6 +26,12 @@ REPO_DIR = TESTS_DIR.parent
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 PROBE_TIMEOUT_S = 2.0  # the session verifier server's per-item timeout
 
+# CLI errors are drawn in rich boxes as wide as the terminal: with the default 80 columns a
+# message naming a long tmp path wraps mid-phrase, and tests that look for the phrase fail or
+# pass depending on the path's length. A wide console keeps each message on one line (typer
+# reads TERMINAL_WIDTH when typer.rich_utils is first imported, which is after this line).
+os.environ["TERMINAL_WIDTH"] = "1000"
+
 
 def find_free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
