@@ -199,7 +199,10 @@ def eval_command(
         max_new_tokens=max_new_tokens,
         progress=True,
     )
-    Console().print(render_table(report, title=f"{model} on {data.name}"))
+    # at least 110 columns: in a pipe (80 by default) the task names would be cut
+    Console(width=max(Console().width, 110)).print(
+        render_table(report, title=f"{model} on {data.name}")
+    )
     if report.skipped:
         skipped = ", ".join(f"{t} {k}" for t, k in sorted(report.skipped.items()))
         typer.echo(f"skipped (no verifier): {skipped}")

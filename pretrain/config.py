@@ -33,6 +33,9 @@ class OptimConfig(_Section):
     eps: float = 1e-8
     weight_decay: float = Field(0.1, ge=0, description="on matrices only, not norms or biases")
     grad_clip: float = Field(1.0, ge=0, description="global grad-norm clip (0: off)")
+    vision_lr_scale: float = Field(
+        1.0, gt=0, description="LR factor of the vision encoder and merger (1: the LM's LR)"
+    )
 
     @model_validator(mode="after")
     def _floor_below_peak(self) -> OptimConfig:
@@ -116,6 +119,21 @@ class SynthConfig(_Section):
     )
 
 
+class RopeConfig(_Section):
+    """The LM's M-RoPE for a model created from a preset.
+
+    Qwen2-VL splits the rotary frequencies into (time, height, width) sections in that order,
+    so width gets the lowest frequencies: with the tiny preset's 16 frequency pairs and theta
+    10,000, image tokens 0..3 apart in width differ by under 0.01 rad, and the LM cannot tell
+    left from right. A small theta and wider spatial sections make positions visible.
+    """
+
+    theta: float = Field(10000.0, gt=0)
+    mrope_section: list[int] | None = Field(
+        None, description="frequency pairs for (time, height, width); sum = head_dim / 2"
+    )
+
+
 class StageConfig(TrainConfig):
     """A pretraining stage: a `TrainConfig` plus its data mixture (view name -> weight)."""
 
@@ -134,6 +152,9 @@ class PretrainConfig(_Section):
         default_factory=dict, description="settings merged under every stage (stage wins)"
     )
     model: str = Field("tiny", description="stage 0's start: a vlm preset name or a checkpoint dir")
+    rope: RopeConfig | None = Field(
+        None, description="M-RoPE settings of a fresh preset model (None: the preset's own)"
+    )
     synth: SynthConfig = Field(default_factory=SynthConfig)
     stage0: StageConfig
     stage1: StageConfig

@@ -10,6 +10,7 @@ Pretraining views of the synthetic tasks (what a stage's ``mix`` names):
 | view | task | prompt | target |
 |---|---|---|---|
 | ``caption`` | caption | "Describe the image." | the caption (no think) |
+| ``objects`` | caption | "List the shapes." | ``blue square, red circle`` (sorted: no layout) |
 | ``ocr`` | math | "Read the text." | the problem as drawn, e.g. ``15-3=`` |
 | ``grounding`` | grounding | "Box the <colour> <shape>." | ``<bbox>…</bbox>`` only |
 | ``counting`` | counting | the task prompt | a ``<point>`` per counted object, then the count |
@@ -187,6 +188,15 @@ def _caption(sample: Any) -> Example:
     )
 
 
+def _objects(sample: Any) -> Example:
+    # short and all about the image: which shapes of which colours (alphabetical: no layout)
+    from synth.scene import Scene
+
+    scene = Scene.from_dict(sample.content["scene"])
+    names = sorted(f"{o.colour} {o.shape}" for o in scene.objects)
+    return _sample_example(sample, "<image>List the shapes.", ", ".join(names), "objects")
+
+
 def _ocr(sample: Any) -> Example:
     return _sample_example(sample, "<image>Read the text.", sample.extra["problem"], "ocr")
 
@@ -208,6 +218,7 @@ def _counting(sample: Any) -> Example:
 # view name -> (synth task it draws, mapping of the drawn sample)
 VIEWS: dict[str, tuple[str, Callable[[Any], Example]]] = {
     "caption": ("caption", _caption),
+    "objects": ("caption", _objects),
     "ocr": ("math", _ocr),
     "grounding": ("grounding", _grounding),
     "counting": ("counting", _counting),

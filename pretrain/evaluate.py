@@ -30,6 +30,9 @@ class TaskScore(BaseModel):
     reward: float
     format_rate: float
     loss: float | None = None  # teacher-forced loss on the reference responses
+    # the same loss with each prompt's images/video taken from another prompt of the task, minus
+    # `loss`: how much the model reads its visual input (about 0 for a model that ignores it)
+    image_gap: float | None = None
     errors: int = 0
 
 
@@ -148,9 +151,12 @@ def evaluate(
             bar.update(len(idx))
     if bar is not None:
         bar.close()
-    losses = (
-        reference_losses(model, processor, [r for r, _ in scored], batch_size) if with_loss else {}
-    )
+    losses, swapped = {}, {}
+    if with_loss:
+        losses = reference_losses(model, processor, [r for r, _ in scored], batch_size)
+        swapped = reference_losses(
+            model, processor, [r for r, _ in scored], batch_size, swap_visuals=True
+        )
     if was_training:
         model.train()
     tasks = []
@@ -167,6 +173,9 @@ def evaluate(
                 reward=sum(r["reward"] for r in rows) / n,
                 format_rate=sum(r["format_ok"] for r in rows) / n,
                 loss=losses.get(task),
+                image_gap=(
+                    swapped[task] - losses[task] if task in swapped and task in losses else None
+                ),
                 errors=sum(r["error"] is not None for r in rows),
             )
         )
@@ -177,27 +186,53 @@ def evaluate(
     )
 
 
+def _swapped_visuals(records: Sequence[PromptRecord]) -> dict[int, PromptRecord]:
+    """Index -> the record whose images/videos replace this one's (same task and counts)."""
+    groups: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        if r.images or r.videos:
+            groups[(task_of(r), len(r.images), len(r.videos))].append(i)
+    donor = {}
+    for members in groups.values():
+        if len(members) > 1:
+            for k, i in enumerate(members):
+                donor[i] = records[members[(k + 1) % len(members)]]
+    return donor
+
+
 @torch.no_grad()
 def reference_losses(
-    model: torch.nn.Module, processor: Any, records: Sequence[PromptRecord], batch_size: int
+    model: torch.nn.Module,
+    processor: Any,
+    records: Sequence[PromptRecord],
+    batch_size: int,
+    *,
+    swap_visuals: bool = False,
 ) -> dict[str, float]:
-    """Mean per-token loss of each task's reference responses (teacher forcing)."""
+    """Mean per-token loss of each task's reference responses (teacher forcing).
+
+    ``swap_visuals`` gives each record the images and videos of another record of its task
+    (records without visual input, or alone in their task, are left out): the rise over the
+    plain loss measures how much the model uses what it sees.
+    """
     from pretrain.losses import token_losses
 
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     usable = [r for r in records if r.extra_info.reference_response]
-    for start in range(0, len(usable), batch_size):
-        chunk = usable[start : start + batch_size]
-        inputs = [_inputs(r) for r in chunk]
+    donors = _swapped_visuals(usable) if swap_visuals else {}
+    rows = [(r, donors.get(i, r)) for i, r in enumerate(usable) if not swap_visuals or i in donors]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        inputs = [(_inputs(r)[0], *_inputs(d)[1:]) for r, d in chunk]
         batch = processor.training_batch(
             [m for m, _, _ in inputs],
-            [r.extra_info.reference_response for r in chunk],
+            [r.extra_info.reference_response for r, _ in chunk],
             [im for _, im, _ in inputs],
             [v for _, _, v in inputs],
         )
         ce, mask = token_losses(model, dict(batch))
-        for row, r in enumerate(chunk):
+        for row, (r, _) in enumerate(chunk):
             sums[task_of(r)] += float(ce[row].sum())
             counts[task_of(r)] += int(mask[row].sum())
     return {t: sums[t] / counts[t] for t in sums if counts[t]}
@@ -208,7 +243,7 @@ def render_table(report: EvalReport, title: str = "held-out accuracy") -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("task", "verifier", "n", "accuracy", "reward", "format", "ref loss"):
+    for col in ("task", "verifier", "n", "accuracy", "reward", "format", "ref loss", "image gap"):
         table.add_column(col, justify="left" if col in ("task", "verifier") else "right")
     for t in report.tasks:
         table.add_row(
@@ -219,22 +254,24 @@ def render_table(report: EvalReport, title: str = "held-out accuracy") -> Any:
             f"{t.reward:.3f}",
             f"{t.format_rate:.1%}",
             "-" if t.loss is None else f"{t.loss:.3f}",
+            "-" if t.image_gap is None else f"{t.image_gap:+.3f}",
         )
-    table.add_row("mean", "", str(report.n), f"{report.mean_accuracy:.1%}", "", "", "")
+    table.add_row("mean", "", str(report.n), f"{report.mean_accuracy:.1%}", "", "", "", "")
     return table
 
 
 def markdown_table(report: EvalReport) -> str:
     """The same table in Markdown, for docs and reports."""
     lines = [
-        "| task | verifier | n | accuracy | format rate |",
-        "|---|---|---:|---:|---:|",
+        "| task | verifier | n | accuracy | format rate | image gap |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for t in report.tasks:
+        gap = "–" if t.image_gap is None else f"{t.image_gap:+.3f}"
         lines.append(
-            f"| {t.task} | {t.verifier} | {t.n} | {t.accuracy:.1%} | {t.format_rate:.1%} |"
+            f"| {t.task} | {t.verifier} | {t.n} | {t.accuracy:.1%} | {t.format_rate:.1%} | {gap} |"
         )
-    lines.append(f"| **mean** | | {report.n} | {report.mean_accuracy:.1%} | |")
+    lines.append(f"| **mean** | | {report.n} | {report.mean_accuracy:.1%} | | |")
     return "\n".join(lines)
 
 

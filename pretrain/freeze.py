@@ -34,17 +34,35 @@ def set_trainable(model: torch.nn.Module, policy: Trainable) -> None:
             p.requires_grad_(True)
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups of the trainable parameters: decay on matrices, none on norms and biases."""
-    decay, plain = [], []
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, vision_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW groups of the trainable parameters: decay on matrices, none on norms and biases.
+
+    Each group carries ``lr_scale``, the factor the trainer multiplies the scheduled LR by:
+    ``vision_lr_scale`` for the vision encoder and its merger, 1 for the LM. A from-scratch
+    vision path at the LM's LR grows its output along one direction shared by every image
+    token (Adam steps on wide 512x512 merger matrices, behind the LM's scale-invariant
+    RMSNorm), until the LM sees one constant vector per image (docs/pretrain.md).
+    """
+    visual, _ = towers(model)
+    vision_ids = {id(p) for p in visual.parameters()}
+    buckets: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else plain).append(p)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": plain, "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
+            buckets.setdefault((id(p) in vision_ids, p.ndim >= 2), []).append(p)
+    groups = []
+    for is_vision in (False, True):
+        for is_matrix in (True, False):
+            params = buckets.get((is_vision, is_matrix))
+            if params:
+                groups.append(
+                    {
+                        "params": params,
+                        "weight_decay": weight_decay if is_matrix else 0.0,
+                        "lr_scale": vision_lr_scale if is_vision else 1.0,
+                    }
+                )
     if not groups:
         raise ValueError("the model has no trainable parameters under this policy")
     return groups

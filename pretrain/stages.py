@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hybridrl.config import dump_config
-from pretrain.config import BaseModelConfig, PretrainConfig, SFTConfig, StageConfig
+from pretrain.config import BaseModelConfig, PretrainConfig, RopeConfig, SFTConfig, StageConfig
 from pretrain.data import RecordSource, SynthMixSource, task_configs
 from pretrain.trainer import train
 
@@ -19,11 +19,13 @@ def stage_dir(cfg: PretrainConfig, n: int) -> Path:
     return Path(cfg.run_dir) / f"stage{n}"
 
 
-def resolve_stage(cfg: PretrainConfig, n: int) -> tuple[str | Path, StageConfig]:
+def resolve_stage(cfg: PretrainConfig, n: int) -> tuple[str | Path | tuple, StageConfig]:
     """The stage's start model and its config with the optimizer continuation resolved."""
     stage = cfg.stage(n)
     if n == 0:
-        start: str | Path = cfg.model
+        start: str | Path | tuple = cfg.model
+        if cfg.rope is not None:
+            start = fresh_model(cfg.model, stage.seed, cfg.rope)
     else:
         start = stage_dir(cfg, n - 1) / "final"
         if not (start / "config.json").is_file():
@@ -33,6 +35,34 @@ def resolve_stage(cfg: PretrainConfig, n: int) -> tuple[str | Path, StageConfig]
             raise ValueError("stage 0 has no previous stage whose optimizer it could continue")
         stage = stage.model_copy(update={"init_optimizer_from": str(start)})
     return start, stage
+
+
+def fresh_model(preset: str, seed: int, rope: RopeConfig) -> tuple:
+    """(model, processor) of a vlm preset with its M-RoPE theta and sections replaced."""
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from vlm.config import PRESETS
+    from vlm.model import create
+
+    if preset not in PRESETS:
+        raise ValueError(f"rope settings apply to a fresh preset model, not {preset!r}")
+    model, processor = create(preset, seed=seed)
+    config = model.config
+    params = dict(config.text_config.rope_parameters)
+    half = config.text_config.hidden_size // config.text_config.num_attention_heads // 2
+    params["rope_theta"] = rope.theta
+    if rope.mrope_section is not None:
+        if sum(rope.mrope_section) != half or len(rope.mrope_section) != 3:
+            raise ValueError(f"mrope_section must be 3 numbers summing to {half} for {preset!r}")
+        params["mrope_section"] = list(rope.mrope_section)
+    config.text_config.rope_parameters = params
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = Qwen2VLForConditionalGeneration(config)
+    fresh.generation_config = model.generation_config
+    fresh.eval()
+    return fresh, processor
 
 
 def run_stage(

@@ -203,7 +203,9 @@ class Trainer:
 
         set_trainable(self.model, self.cfg.trainable)
         self.model.train()
-        groups = param_groups(self.model, self.cfg.optim.weight_decay)
+        groups = param_groups(
+            self.model, self.cfg.optim.weight_decay, self.cfg.optim.vision_lr_scale
+        )
         self.engine, *_ = deepspeed.initialize(
             model=self.model, model_parameters=groups, config=deepspeed_config(self.cfg)
         )
@@ -366,7 +368,7 @@ class Trainer:
             schedule=o.schedule,
         )
         for group in self.engine.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         device = self.engine.device
         # the mean over the global batch's target tokens; DeepSpeed averages over ranks
         scale = self.world / max(1, batch.target_tokens)

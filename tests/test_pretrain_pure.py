@@ -118,6 +118,39 @@ def test_paper_and_tiny_profiles_share_the_stage_structure():
     assert paper.stage1.tokens == 3e12 and paper.stage2.seq_len == 131072
 
 
+def test_rope_sections_must_fit_the_head():
+    from pretrain.config import RopeConfig
+    from pretrain.stages import fresh_model
+
+    with pytest.raises(ValueError, match="summing to 16"):
+        fresh_model("test", 0, RopeConfig(theta=10.0, mrope_section=[4, 4, 4]))
+    with pytest.raises(ValueError, match="fresh preset"):
+        fresh_model("runs/nowhere", 0, RopeConfig())
+
+
+def test_param_groups_split_vision_from_language_and_matrices_from_the_rest():
+    import vlm
+    from pretrain.freeze import param_groups, set_trainable
+
+    model, _ = vlm.create("test")
+    set_trainable(model, "all")
+    groups = param_groups(model, 0.1, vision_lr_scale=0.25)
+    vision = {id(p) for p in model.model.visual.parameters()}
+    seen = [id(p) for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for p in model.parameters())  # each exactly once
+    for g in groups:
+        in_vision = {id(p) in vision for p in g["params"]}
+        matrices = {p.ndim >= 2 for p in g["params"]}
+        assert len(in_vision) == 1 and len(matrices) == 1
+        assert g["lr_scale"] == (0.25 if in_vision == {True} else 1.0)
+        assert g["weight_decay"] == (0.1 if matrices == {True} else 0.0)
+    set_trainable(model, "no_vision")  # the merger still trains, at the vision factor
+    merger = {id(p) for p in model.model.visual.merger.parameters()}
+    groups = param_groups(model, 0.1, vision_lr_scale=0.25)
+    scaled = {id(p) for g in groups if g["lr_scale"] == 0.25 for p in g["params"]}
+    assert scaled == merger
+
+
 def test_config_errors_name_the_problem():
     with pytest.raises(ConfigError, match="stage1.optim.lr"):
         load_config(PretrainConfig, "configs/pretrain_tiny.yaml", ["stage1.optim.lr=fast"])
@@ -148,6 +181,18 @@ def test_synth_mix_is_deterministic_and_follows_the_weights():
     assert len(ground.images) == 1 and "<image>" in ground.messages[0]["content"]
     text = next(e for e in ex if e.domain == "text")
     assert not text.images and "=" in text.target
+
+
+def test_objects_view_names_each_shape_in_sorted_order():
+    src = SynthMixSource({"objects": 1.0}, seed=5)
+    for i in range(10):
+        ex = src.get(i)
+        names = ex.target.split(", ")
+        assert names == sorted(names) and all(len(n.split()) == 2 for n in names)
+        assert ex.domain == "objects" and len(ex.images) == 1
+        caption = SynthMixSource({"caption": 1.0}, seed=5).get(i).target
+        for name in names:  # the same scene as the caption view draws
+            assert name.split()[0] in caption and name.split()[1] in caption
 
 
 def test_counting_view_lists_points_then_the_count():

@@ -21,6 +21,7 @@ from hybridrl.records import write_records
 from pretrain.checkpoint import DS_DIR, DS_TAG
 from pretrain.config import PretrainConfig, TrainConfig
 from pretrain.data import Example, ListSource, SynthMixSource
+from pretrain.distributed import launch
 from pretrain.losses import IGNORE_INDEX
 from pretrain.stages import resolve_stage, run_stage
 from pretrain.trainer import Trainer, prepare_batch, train
@@ -51,6 +52,7 @@ def pretrained(tmp_path_factory):
         {
             "run_dir": str(root),
             "model": "test",
+            "rope": {"theta": 10.0, "mrope_section": [2, 7, 7]},
             "stage0": _stage(
                 name="s0",
                 seed=5,
@@ -99,6 +101,14 @@ def test_stage0_trains_the_adapter_only(pretrained):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     adapter = {k for k in before if ".visual.merger." in k}
     assert changed == adapter
+
+
+def test_rope_settings_reach_every_stage(pretrained):
+    _, root = pretrained
+    for n in (0, 1, 2):
+        model, _ = vlm.load(root / f"stage{n}" / "final")
+        rope = model.config.text_config.rope_parameters
+        assert (rope["rope_theta"], rope["mrope_section"]) == (10.0, [2, 7, 7])
 
 
 def test_stage1_trains_vision_and_language(pretrained):
@@ -153,6 +163,53 @@ def test_continuation_refuses_a_different_parameter_set(pretrained):
     trainer = Trainer(bad, root / "probe3", root / "stage1" / "final", SynthMixSource(bad.mix))
     with pytest.raises(ValueError, match="optimizer states only carry over"):
         trainer.setup()
+
+
+def test_vision_lr_scale_steps_the_vision_tower_at_its_own_lr(tmp_path):
+    cfg = TrainConfig.model_validate(
+        {k: v for k, v in _stage().items() if k != "mix"}
+        | dict(
+            name="vis",
+            seed=4,
+            trainable="all",
+            steps=2,
+            optim={"lr": 1e-2, "min_lr": 1e-2, "schedule": "constant", "vision_lr_scale": 0.1},
+        )
+    )
+    trainer = launch(
+        1, 1, Trainer, cfg, tmp_path / "vis", "test", SynthMixSource({"caption": 1.0}, seed=4)
+    )
+    trainer.setup()
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    lr, _, _ = trainer._train_step(trainer._prepare(0))
+    groups = trainer.engine.optimizer.param_groups
+    assert lr == pytest.approx(1e-2)
+    assert sorted({round(g["lr"] / lr, 6) for g in groups}) == [0.1, 1.0]
+    assert all(g["lr"] == pytest.approx(1e-2 * g["lr_scale"]) for g in groups)
+    # the first Adam step moves every weight by about lr: 1e-3 in the ViT, 1e-2 in the LM
+    moved = {
+        n: (p.detach() - before[n]).abs().max().item()
+        for n, p in trainer.model.named_parameters()
+        if n.endswith("weight") and p.ndim >= 2
+    }
+    vit = [m for n, m in moved.items() if ".visual." in n]
+    lm = [m for n, m in moved.items() if ".language_model." in n]
+    assert max(vit) < 2e-3 < 5e-3 < min(lm)
+
+
+def test_image_gap_swaps_visuals_within_a_task_only():
+    from pretrain.evaluate import _swapped_visuals
+
+    records = synth.generate(["grounding"], 3, seed=0) + synth.generate(["counting"], 2, seed=1)
+    text_only = synth.generate(["puzzle"], 2, seed=0)
+    records += [r.model_copy(update={"images": []}) for r in text_only]  # never swapped
+    records += synth.generate(["spot_difference"], 1, seed=0)  # alone: nothing to swap with
+    donors = _swapped_visuals(records)
+    assert sorted(donors) == [0, 1, 2, 3, 4]
+    for i, donor in donors.items():
+        assert donor is not records[i]
+        assert donor.extra_info.task == records[i].extra_info.task
+    assert len({id(d) for d in donors.values()}) == len(donors)  # a rotation: each gives once
 
 
 def test_sft_labels_are_the_target_tokens_only():
@@ -325,6 +382,7 @@ def test_eval_and_fit_commands(pretrained, tmp_path):
     report = json.loads(out.read_text())
     assert {t["task"] for t in report["tasks"]} == {"grounding", "puzzle"}
     assert all(t["n"] == 2 and 0 <= t["accuracy"] <= 1 for t in report["tasks"])
+    assert all(isinstance(t["image_gap"], float) for t in report["tasks"])  # 2 images per task
     assert report["skipped"] == {"caption": 2}
     assert "grounding" in res.output and "accuracy" in res.output
 
