@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format serve-verifier bench clean _rl
+.PHONY: setup test lint format serve-verifier bench clean
 
 $(BIN)/hybridrl: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,25 +35,25 @@ format: setup
 
 # ---- the local loop end to end (README's first command) ---------------------------------
 # synth data -> base model (cached in runs/base-model) -> reward model (cached in runs/rm)
-# -> hybrid PPO -> report. `make loop-quick` runs the same stages on small budgets in its own
-# folder. TRAIN_ARGS adds dotted overrides to the PPO run. (Not yet timed end to end: see
-# docs/deployment.md.)
-RL_TASKS := math,grounding,counting,puzzle,caption
+# -> hybrid PPO (configs/local.yaml) -> report with before/after accuracy and plots.
+# `make demo-quick` runs the same stages on small budgets in its own folder (a first look).
+# TRAIN_ARGS adds dotted overrides to the PPO run. Timings: README, docs/deployment.md.
 TRAIN_ARGS ?=
-.PHONY: demo loop loop-quick
-loop: setup ## the local loop: base model -> reward model -> hybrid PPO -> runs/demo/report.md
+.PHONY: demo demo-quick verifier-demo
+demo: setup ## the local loop: base model -> reward model -> hybrid PPO -> runs/demo/report.md
 	@set -e; start=$$SECONDS; \
 	test -f runs/base-model/model/config.json || $(MAKE) --no-print-directory base-model; \
 	test -f runs/rm/model/config.json || $(MAKE) --no-print-directory reward-model; \
-	$(MAKE) --no-print-directory _rl D=runs DEMO_NAME=demo RL_N=4000 \
-		RL_ARGS="model.path=runs/base-model/model reward.reward_model_path=runs/rm/model $(TRAIN_ARGS)"; \
-	echo "loop finished in $$((SECONDS - start)) s; report: runs/demo/report.md"
+	$(BIN)/hybridrl train --config configs/local.yaml trainer.name=demo $(TRAIN_ARGS); \
+	$(BIN)/hybridrl report runs/demo; \
+	echo "demo finished in $$((SECONDS - start)) s; report: runs/demo/report.md"
 
 Q := runs/demo-quick
-loop-quick: setup ## the same stages on small budgets (a first look): runs/demo-quick/demo/report.md
+demo-quick: setup ## the same stages on small budgets (a first look): runs/demo-quick/demo/report.md
 	@set -e; start=$$SECONDS; rm -rf $(Q); \
 	$(BIN)/hybridrl pretrain data --config configs/base_model.yaml out_dir=$(Q)/base-model/data \
-		datasets.sft_train.n=1500 datasets.val.n=56 datasets.test.n=112; \
+		datasets.sft_train.n=1500 datasets.val.n=56 datasets.test.n=112 \
+		datasets.rl_train.n=400 datasets.rl_test.n=120; \
 	for stage in 0 1 2; do $(BIN)/hybridrl pretrain --stage $$stage --config configs/pretrain_tiny.yaml \
 		run_dir=$(Q)/base-model steps=15; done; \
 	$(BIN)/hybridrl sft --config configs/sft_tiny.yaml model=$(Q)/base-model/stage2/final \
@@ -62,21 +62,15 @@ loop-quick: setup ## the same stages on small budgets (a first look): runs/demo-
 		steps=60 train.eval.every=30 train.eval.n_per_task=4; \
 	$(MAKE) --no-print-directory reward-model RM_RUN=$(Q)/reward-model BASE_MODEL=$(Q)/base-model/model \
 		RM_ARGS="export_to=$(Q)/rm/model train.steps=40 $(RM_ARGS)"; \
-	$(MAKE) --no-print-directory _rl D=$(Q) DEMO_NAME=demo RL_N=400 \
-		RL_ARGS="model.path=$(Q)/base-model/model reward.reward_model_path=$(Q)/rm/model \
-		trainer.iterations=3 trainer.eval_every=3 trainer.save_every=3 trainer.eval_max_prompts=40 $(TRAIN_ARGS)"; \
-	echo "loop-quick finished in $$((SECONDS - start)) s; report: $(Q)/demo/report.md"
+	$(BIN)/hybridrl train --config configs/local.yaml trainer.name=demo trainer.runs_dir=$(Q) \
+		model.path=$(Q)/base-model/model reward.reward_model_path=$(Q)/rm/model \
+		data.train=$(Q)/base-model/data/rl_train.parquet data.test=$(Q)/base-model/data/rl_test.parquet \
+		trainer.iterations=3 trainer.eval_every=3 trainer.save_every=3 trainer.eval_max_prompts=40 \
+		$(TRAIN_ARGS); \
+	$(BIN)/hybridrl report $(Q)/demo; \
+	echo "demo-quick finished in $$((SECONDS - start)) s; report: $(Q)/demo/report.md"
 
-_rl:
-	@test -f $(D)/data/synth/train.parquet || $(BIN)/hybridrl data synth --out $(D)/data/synth \
-		--n $(RL_N) --seed 7 --split train --tasks $(RL_TASKS) --no-previews
-	@test -f $(D)/data/synth/test.parquet || $(BIN)/hybridrl data synth --out $(D)/data/synth \
-		--n $$(( $(RL_N) / 10 )) --seed 7 --split test --tasks $(RL_TASKS) --no-previews
-	$(BIN)/hybridrl train --config configs/local.yaml data.train=$(D)/data/synth/train.parquet \
-		data.test=$(D)/data/synth/test.parquet trainer.runs_dir=$(D) trainer.name=$(DEMO_NAME) $(RL_ARGS)
-	$(BIN)/hybridrl report $(D)/$(DEMO_NAME)
-
-demo: setup ## the main job for now: start the verifier API on a free port, call several verifiers, stop it
+verifier-demo: setup ## start the verifier API on a free port, call several verifiers, stop it
 	$(PY) -m services.demo
 
 serve-verifier: setup

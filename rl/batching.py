@@ -232,15 +232,30 @@ def plan_inference(
 
 
 def group_advantages(
-    rewards: torch.Tensor, groups: Sequence[int], mask: torch.Tensor, eps: float = 1e-6
+    rewards: torch.Tensor,
+    groups: Sequence[int],
+    mask: torch.Tensor,
+    eps: float = 1e-6,
+    *,
+    std_normalize: bool = True,
 ) -> torch.Tensor:
-    """Per-token advantages (R − mean of the prompt's group) / (std of the group + eps): the
-    baseline a critic learns, taken from the n responses of the same prompt instead."""
+    """Per-token advantages R − mean of the prompt's group, divided by the group's std + eps when
+    ``std_normalize``: the baseline a critic learns, taken from the n responses of the same
+    prompt instead.
+
+    Dividing by the std turns any spread, however small, into unit-size advantages: right for
+    0/1 verifier rewards, but a reward model that barely tells responses apart (scores within
+    0.01 of each other) would get full-size advantages out of its noise. Without it, a group's
+    advantages stay as large as its rewards differ.
+    """
     adv = torch.zeros_like(rewards, dtype=torch.float32)
     ids = torch.tensor(list(groups))
     for g in ids.unique():
         rows = ids == g
         r = rewards[rows].float()
-        std = r.std(unbiased=False) if int(rows.sum()) > 1 else torch.tensor(0.0)
-        adv[rows] = (r - r.mean()) / (std + eps)
+        centred = r - r.mean()
+        if std_normalize:
+            std = r.std(unbiased=False) if int(rows.sum()) > 1 else torch.tensor(0.0)
+            centred = centred / (std + eps)
+        adv[rows] = centred
     return adv.unsqueeze(-1) * mask

@@ -93,6 +93,11 @@ class PPOConfig(_Section):
         description="gae: GAE on the critic's values (the report's PPO); group: each response "
         "against the other responses to its prompt (the critic is still trained and logged)",
     )
+    group_std_normalize: bool = Field(
+        True,
+        description="group advantages: divide by the group's reward std (off: mean-centred only, "
+        "so a reward model's tiny score differences stay tiny)",
+    )
     minibatch_size: int = Field(64, ge=1, description="rollouts per gradient update")
     epochs: int = Field(1, ge=1, description="passes over the iteration's rollouts")
     drop_uniform_groups: bool = Field(

@@ -297,7 +297,12 @@ class Controller:
         token_rewards = ca.token_rewards(rewards, kl, beta, mask)
         advantages, returns = ca.gae(token_rewards, values, mask, cfg.ppo.gamma, cfg.ppo.lam)
         if cfg.ppo.advantage == "group":
-            advantages = group_advantages(rewards, [o.prompt for o in outputs], mask)
+            advantages = group_advantages(
+                rewards,
+                [o.prompt for o in outputs],
+                mask,
+                std_normalize=cfg.ppo.group_std_normalize,
+            )
         if cfg.ppo.whiten_advantages:
             advantages = ca.masked_whiten(advantages, mask)
 

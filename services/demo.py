@@ -1,4 +1,4 @@
-"""``make demo``: start the verifier API as a real uvicorn subprocess, call it, stop it.
+"""``make verifier-demo``: start the verifier API as a real uvicorn subprocess, call it, stop it.
 
 ``python -m services.demo`` picks a free port, runs ``hybridrl serve verifier`` there, makes a
 few calls (single items of several verifiers, a batch, OpenRLHF's ``/get_reward``) and prints

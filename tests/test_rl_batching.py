@@ -240,3 +240,11 @@ def test_group_advantages_compare_responses_of_the_same_prompt():
     assert torch.allclose(adv[0], torch.tensor([1.0, 1.0, 0.0]), atol=1e-4)  # (1-.5)/.5
     assert torch.allclose(adv[1], torch.tensor([-1.0, 0.0, 0.0]), atol=1e-4)
     assert adv[2:].abs().max() == 0  # a uniform group, and a lone response: no signal
+    # a reward model scoring 0.50 vs 0.51: unit advantages with std, 0.005 without
+    close = torch.tensor([0.50, 0.51])
+    two = torch.ones(2, 1)
+    assert torch.allclose(
+        group_advantages(close, [0, 0], two)[:, 0], torch.tensor([-1.0, 1.0]), atol=1e-3
+    )
+    plain = group_advantages(close, [0, 0], two, std_normalize=False)[:, 0]
+    assert torch.allclose(plain, torch.tensor([-0.005, 0.005]), atol=1e-6)

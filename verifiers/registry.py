@@ -108,7 +108,9 @@ def verify(
     spec = get(name)
     options = dict(options or {})
     if not isinstance(response, str):
-        return VerifyResult.failure(name, f"response must be a string, got {type(response).__name__}")
+        return VerifyResult.failure(
+            name, f"response must be a string, got {type(response).__name__}"
+        )
     fmt = check_format(response)
     if spec.reference_model is not None and name != "format":
         try:

@@ -27,11 +27,13 @@ def check_format(response: str) -> FormatCheck:
     """
     text = response.lstrip()
     if not text.startswith("<think>"):
-        return FormatCheck(False, None, extract_solution(response), "response does not start with <think>")
+        return FormatCheck(
+            False, None, extract_solution(response), "response does not start with <think>"
+        )
     m = _THINK.match(text)
     if m is None:
         return FormatCheck(False, None, extract_solution(response), "unclosed <think> block")
-    solution = text[m.end():]
+    solution = text[m.end() :]
     if "<think>" in solution or "</think>" in solution:
         return FormatCheck(False, m.group(1), solution.strip(), "more than one think block")
     if not solution.strip():
@@ -43,7 +45,7 @@ def extract_solution(response: str) -> str:
     """The part of a response that holds the answer: after the last ``</think>``, else all of it."""
     idx = response.rfind("</think>")
     if idx >= 0:
-        return response[idx + len("</think>"):].strip()
+        return response[idx + len("</think>") :].strip()
     if response.lstrip().startswith("<think>"):
         # an unclosed think block holds no solution
         return ""

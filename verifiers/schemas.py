@@ -22,8 +22,14 @@ class VerifyResult(BaseModel):
     @classmethod
     def failure(cls, verifier: str, error: str, **details: Any) -> VerifyResult:
         """A zero-reward result carrying an error message (bad reference, timeout, crash)."""
-        return cls(verifier=verifier, reward=0.0, correct=False, format_ok=False,
-                   details=details, error=error)
+        return cls(
+            verifier=verifier,
+            reward=0.0,
+            correct=False,
+            format_ok=False,
+            details=details,
+            error=error,
+        )
 
 
 class VerifyRequest(BaseModel):
