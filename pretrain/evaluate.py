@@ -224,7 +224,8 @@ def reference_losses(
     rows = [(r, donors.get(i, r)) for i, r in enumerate(usable) if not swap_visuals or i in donors]
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        inputs = [(_inputs(r)[0], *_inputs(d)[1:]) for r, d in chunk]
+        # each record's own messages with its donor's images/videos (the record itself unswapped)
+        inputs = [([m.model_dump() for m in r.prompt], *_inputs(d)[1:]) for r, d in chunk]
         batch = processor.training_batch(
             [m for m, _, _ in inputs],
             [r.extra_info.reference_response for r, _ in chunk],
