@@ -261,21 +261,6 @@ def render_table(report: EvalReport, title: str = "held-out accuracy") -> Any:
     return table
 
 
-def markdown_table(report: EvalReport) -> str:
-    """The same table in Markdown, for docs and reports."""
-    lines = [
-        "| task | verifier | n | accuracy | format rate | image gap |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for t in report.tasks:
-        gap = "–" if t.image_gap is None else f"{t.image_gap:+.3f}"
-        lines.append(
-            f"| {t.task} | {t.verifier} | {t.n} | {t.accuracy:.1%} | {t.format_rate:.1%} | {gap} |"
-        )
-    lines.append(f"| **mean** | | {report.n} | {report.mean_accuracy:.1%} | | |")
-    return "\n".join(lines)
-
-
 def write_report(report: EvalReport, path: str | Path, **meta: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
