@@ -344,5 +344,8 @@ def serve(settings: RewardModelServerSettings) -> None:
         f"(max_batch {settings.max_batch}, max_wait {settings.max_wait_ms:g} ms)",
         flush=True,
     )
-    done.wait()
+    # wait in short slices: a signal may land on one of gRPC's or torch's threads, and Python
+    # runs the handler only when the main thread wakes; an untimed wait could sleep through it
+    while not done.wait(0.5):
+        pass
     server.stop()
