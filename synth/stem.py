@@ -1,7 +1,7 @@
 """Visual STEM (task ``math``): a problem rendered into the image, answered in LaTeX.
 
 Ground truth ``{"answer": "<latex>"}`` for the `math` verifier, which reads the last ``\\boxed{}``.
-Glyphs sit one per 14-pixel ViT patch (easy) so a tiny model can read them, and the think text
+Glyphs sit one per merged vision token (28-pixel cells, easy) so a tiny model can read them, and the think text
 first transcribes the problem, then writes each step: reading is the step that must be learnt.
 """
 
@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from PIL import Image
 
-from synth.render import PATCH, glyph_cells
+from synth.render import glyph_cells
 from synth.task import Sample, TaskSpec
 
 KINDS = ("add", "sub", "mul", "muladd", "fraction", "linear", "expand")
@@ -33,9 +33,12 @@ class MathConfig:
     width: int = 112
     height: int = 112
     kinds: tuple[str, ...] = ("add", "sub")
-    max_operand: int = 30  # operands of add/sub/mul are drawn from 0..max_operand
-    patch_aligned: bool = True  # glyph cells on the 14-pixel patch grid
-    glyph_size: int = 16  # font size in pixels (16, bold: digits about 11×13, one patch)
+    max_operand: int = 9  # operands of add/sub/mul: 0..max_operand ("9-7=" fills 4 easy cells)
+    patch_aligned: bool = True  # glyph cells on the cell grid (else anywhere)
+    # Pixels per character cell. Easy: 28, one merged vision token (2×2 patches) per character,
+    # so reading the problem is one glyph per LM image token; 14 puts two glyphs in each token.
+    cell: int = 28
+    glyph_size: int = 24  # font size in pixels (24, bold: digits about 15×18, inside one cell)
     distractor_lines: int = 0  # light gray lines drawn under the text
 
 
@@ -44,6 +47,8 @@ PRESETS = {
     "hard": MathConfig(
         width=224,
         height=224,
+        cell=14,
+        glyph_size=16,
         kinds=KINDS,
         max_operand=99,
         patch_aligned=False,
@@ -123,16 +128,16 @@ def render_problem(rng: random.Random, text: str, cfg: MathConfig) -> Image.Imag
             xy = [rng.randrange(cfg.width), rng.randrange(cfg.height)]
             xy += [rng.randrange(cfg.width), rng.randrange(cfg.height)]
             draw.line(xy, fill=(200, 200, 200), width=1)
-    cols, rows = cfg.width // PATCH, cfg.height // PATCH
+    cols, rows = cfg.width // cfg.cell, cfg.height // cfg.cell
     if len(text) > cols:
         raise ValueError(f"problem {text!r} does not fit a {cfg.width}-pixel-wide image")
     if cfg.patch_aligned:
-        x = rng.randint(0, cols - len(text)) * PATCH
-        y = rng.randint(0, rows - 1) * PATCH
+        x = rng.randint(0, cols - len(text)) * cfg.cell
+        y = rng.randint(0, rows - 1) * cfg.cell
     else:
-        x = rng.randint(0, cfg.width - len(text) * PATCH)
-        y = rng.randint(0, cfg.height - PATCH)
-    glyph_cells(image, text, x=x, y=y, size=cfg.glyph_size)
+        x = rng.randint(0, cfg.width - len(text) * cfg.cell)
+        y = rng.randint(0, cfg.height - cfg.cell)
+    glyph_cells(image, text, x=x, y=y, cell=cfg.cell, size=cfg.glyph_size)
     return image
 
 

@@ -225,14 +225,16 @@ def test_spot_difference_side_by_side_layout():
     assert rec.user_text().count("<image>") == 1
 
 
-def test_math_glyphs_sit_in_patches():
-    # easy math: every glyph's ink lies inside one 14x14 patch of its cell row
+def test_math_glyphs_sit_in_cells():
+    # easy math: every glyph's ink lies inside one 28x28 cell (one merged vision token) of its row
+    cell = get_task("math").preset("easy").cell
+    assert cell == 28
     for rec in generate("math", 10, seed=10):
         ink = (np.asarray(load_image(rec.images[0])) < 128).any(axis=2)
         rows = np.nonzero(ink.any(axis=1))[0]
-        assert rows.max() // 14 == rows.min() // 14, rec.extra_info.model_extra["problem"]
+        assert rows.max() // cell == rows.min() // cell, rec.extra_info.model_extra["problem"]
         cols = np.nonzero(ink.any(axis=0))[0]
-        assert len({c // 14 for c in cols}) == len(rec.extra_info.model_extra["problem"])
+        assert len({c // cell for c in cols}) == len(rec.extra_info.model_extra["problem"])
 
 
 def test_png_bytes_decode():
