@@ -28,8 +28,10 @@ class GroundingConfig:
     width: int = 112
     height: int = 112
     n_objects: tuple[int, int] = (1, 2)  # inclusive range, target included
-    size_range: tuple[int, int] = (200, 300)  # object side, 0–1000 units
-    grid: int = 50  # boxes are multiples of this (50: few distinct digits for a tiny model)
+    # Object side and placement grid, 0–1000 units. Easy: 250 on a 250 grid, so every object
+    # fills exactly one merged vision token (2×2 patches, 28 px at 112 px): 16 possible boxes.
+    size_range: tuple[int, int] = (250, 250)
+    grid: int = 250
     gap: int = 50  # minimum distance between objects, 0–1000 units
     shapes: tuple[str, ...] = EASY_SHAPES
     colours: tuple[str, ...] = EASY_COLOURS

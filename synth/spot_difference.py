@@ -42,8 +42,8 @@ class SpotDifferenceConfig:
     height: int = 112
     n_objects: tuple[int, int] = (2, 3)
     n_changes: tuple[int, int] = (1, 1)
-    size_range: tuple[int, int] = (200, 250)
-    grid: int = 50
+    size_range: tuple[int, int] = (250, 250)  # one merged vision token each, as easy grounding
+    grid: int = 250
     gap: int = 100  # wide gaps keep each change's region apart from the others
     changes: tuple[str, ...] = ("colour", "remove", "add")
     shapes: tuple[str, ...] = EASY_SHAPES
