@@ -197,6 +197,16 @@ def _objects(sample: Any) -> Example:
     return _sample_example(sample, "<image>List the shapes.", ", ".join(names), "objects")
 
 
+def _options(sample: Any) -> Example:
+    # a puzzle image's answer row, letter by letter: which cell sits under which letter
+    from synth.puzzle import LETTERS, Cell
+
+    with_size = sample.content["rule"] == "grow"
+    cells = [Cell(**o) for o in sample.content["options"]]
+    names = ", ".join(f"{LETTERS[i]} {c.describe(with_size)}" for i, c in enumerate(cells))
+    return _sample_example(sample, "<image>Name the options.", names, "options")
+
+
 def _ocr(sample: Any) -> Example:
     return _sample_example(sample, "<image>Read the text.", sample.extra["problem"], "ocr")
 
@@ -222,6 +232,7 @@ VIEWS: dict[str, tuple[str, Callable[[Any], Example]]] = {
     "ocr": ("math", _ocr),
     "grounding": ("grounding", _grounding),
     "counting": ("counting", _counting),
+    "options": ("puzzle", _options),
 }
 
 

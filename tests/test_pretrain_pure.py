@@ -195,6 +195,18 @@ def test_objects_view_names_each_shape_in_sorted_order():
             assert name.split()[0] in caption and name.split()[1] in caption
 
 
+def test_options_view_names_the_cell_under_each_letter():
+    src = SynthMixSource({"options": 1.0}, seed=2)
+    puzzles = SynthMixSource({"sft/puzzle": 1.0}, seed=2)
+    for i in range(10):
+        ex, ref = src.get(i), puzzles.get(i).target  # the same puzzle drawn both ways
+        named = dict(part.split(" ", 1) for part in ex.target.split(", "))
+        assert list(named) == ["A", "B", "C", "D"] and ex.domain == "options"
+        letter = ref.rsplit("</think>", 1)[1]
+        missing = ref.split("the missing one is ", 1)[1].split(":")[0]
+        assert named[letter] == missing, (ex.target, ref)
+
+
 def test_counting_view_lists_points_then_the_count():
     src = SynthMixSource({"counting": 1.0}, seed=0)
     for i in range(10):
