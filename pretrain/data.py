@@ -236,11 +236,13 @@ VIEWS: dict[str, tuple[str, Callable[[Any], Example]]] = {
 }
 
 
-def text_example(rng: random.Random, max_operand: int = 20) -> Example:
+def text_example(
+    rng: random.Random, max_operand: int = 20, kinds: Sequence[str] = _TEXT_KINDS
+) -> Example:
     """A text-only arithmetic problem with its worked steps (the ~5% text share of stage 1)."""
     from synth.stem import problem
 
-    text, steps, _ = problem(rng, rng.choice(_TEXT_KINDS), max_operand)
+    text, steps, _ = problem(rng, rng.choice(list(kinds)), max_operand)
     return Example(messages=_user(f"Compute {text}"), target=steps, domain="text")
 
 
@@ -290,8 +292,10 @@ class SynthMixSource:
     def get(self, index: int) -> Example:
         rng = random.Random(_mix_seed("mix", self.seed, index))
         name = rng.choices(self.names, weights=self.weights)[0]
-        if name == "text":
-            return text_example(rng)
+        if name == "text":  # the arithmetic the math task asks for, without the image
+            math = self.configs["math"]
+            kinds = [k for k in math.kinds if k in _TEXT_KINDS] or _TEXT_KINDS
+            return text_example(rng, math.max_operand, kinds)
         if name.startswith("sft/"):
             task = name[4:]
             sample = draw_sample(task, self.configs[task], self.seed, self.difficulty, index)

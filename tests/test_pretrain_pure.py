@@ -207,6 +207,18 @@ def test_options_view_names_the_cell_under_each_letter():
         assert named[letter] == missing, (ex.target, ref)
 
 
+def test_text_view_practises_the_math_tasks_arithmetic():
+    src = SynthMixSource(
+        {"text": 1.0}, task_overrides={"math": {"kinds": ["add"], "max_operand": 9}}
+    )
+    for i in range(30):
+        ex = src.get(i)
+        a, rest = ex.target.split("+")
+        b, total = rest.split("=")
+        assert int(a) <= 9 and int(b) <= 9 and int(total) == int(a) + int(b), ex.target
+        assert not ex.images and ex.domain == "text"
+
+
 def test_counting_view_lists_points_then_the_count():
     src = SynthMixSource({"counting": 1.0}, seed=0)
     for i in range(10):
