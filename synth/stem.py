@@ -1,8 +1,9 @@
 """Visual STEM (task ``math``): a problem rendered into the image, answered in LaTeX.
 
 Ground truth ``{"answer": "<latex>"}`` for the `math` verifier, which reads the last ``\\boxed{}``.
-Glyphs sit one per merged vision token (28-pixel cells, easy) so a tiny model can read them, and the think text
-first transcribes the problem, then writes each step: reading is the step that must be learnt.
+Glyphs sit one per merged vision token (28-pixel cells, easy) so a tiny model can read them,
+and the think text first transcribes the problem, then writes each step: reading is the step
+that must be learnt.
 """
 
 from __future__ import annotations
