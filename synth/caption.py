@@ -37,6 +37,7 @@ _REGION_CENTRES = [(x, y) for y in (167, 500, 833) for x in (167, 500, 833)]
 class CaptionConfig:
     width: int = 112
     height: int = 112
+    ramp: int = 160  # background position ramp (synth.scene.Scene); hard: 0
     n_objects: tuple[int, int] = (1, 3)
     size_range: tuple[int, int] = (180, 260)
     grid: int = 50
@@ -48,6 +49,7 @@ class CaptionConfig:
 PRESETS = {
     "easy": CaptionConfig(),
     "hard": CaptionConfig(
+        ramp=0,
         width=224,
         height=224,
         n_objects=(3, 7),
@@ -142,7 +144,7 @@ def make(rng: random.Random, cfg: CaptionConfig) -> Sample:
         objects = scatter(rng, kinds, size_range=cfg.size_range, grid=cfg.grid, gap=cfg.gap)
         if objects is not None:
             break
-    scene = Scene(cfg.width, cfg.height, tuple(objects))
+    scene = Scene(cfg.width, cfg.height, tuple(objects), ramp=cfg.ramp)
     caption = caption_of(scene)
     names = " ".join(f"{o.colour} {o.shape};" for o in objects)
     return Sample(

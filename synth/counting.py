@@ -27,6 +27,7 @@ from synth.task import Sample, TaskSpec
 class CountingConfig:
     width: int = 112
     height: int = 112
+    ramp: int = 160  # background position ramp (synth.scene.Scene); hard: 0
     count_range: tuple[int, int] = (1, 4)  # how many targets, inclusive
     distractor_range: tuple[int, int] = (0, 2)  # objects that must not be counted
     size_range: tuple[int, int] = (150, 200)
@@ -41,6 +42,7 @@ class CountingConfig:
 PRESETS = {
     "easy": CountingConfig(),
     "hard": CountingConfig(
+        ramp=0,
         width=224,
         height=224,
         count_range=(0, 9),
@@ -77,7 +79,7 @@ def make(rng: random.Random, cfg: CountingConfig) -> Sample:
         objects = scatter(rng, kinds, size_range=cfg.size_range, grid=cfg.grid, gap=cfg.gap)
         if objects is not None:
             break
-    scene = Scene(cfg.width, cfg.height, tuple(objects))
+    scene = Scene(cfg.width, cfg.height, tuple(objects), ramp=cfg.ramp)
     wanted = [o for o in objects if o.shape == shape and (colour is None or o.colour == colour)]
     # reading order: top to bottom, then left to right
     wanted.sort(key=lambda o: (o.centre[1], o.centre[0]))

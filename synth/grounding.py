@@ -27,6 +27,7 @@ from synth.task import Sample, TaskSpec
 class GroundingConfig:
     width: int = 112
     height: int = 112
+    ramp: int = 160  # background position ramp (synth.scene.Scene); hard: 0
     n_objects: tuple[int, int] = (1, 2)  # inclusive range, target included
     # Object side and placement grid, 0–1000 units. Easy: 250 on a 250 grid, so every object
     # fills exactly one merged vision token (2×2 patches, 28 px at 112 px): 16 possible boxes.
@@ -41,6 +42,7 @@ class GroundingConfig:
 PRESETS = {
     "easy": GroundingConfig(),
     "hard": GroundingConfig(
+        ramp=0,
         width=224,
         height=224,
         n_objects=(3, 7),
@@ -67,7 +69,7 @@ def make(rng: random.Random, cfg: GroundingConfig) -> Sample:
         objects = scatter(rng, kinds, size_range=cfg.size_range, grid=cfg.grid, gap=cfg.gap)
         if objects is not None:
             break
-    scene = Scene(cfg.width, cfg.height, tuple(objects))
+    scene = Scene(cfg.width, cfg.height, tuple(objects), ramp=cfg.ramp)
     obj = next(o for o in objects if (o.shape, o.colour) == target)
     box = " ".join(str(v) for v in obj.box)
     return Sample(

@@ -58,6 +58,7 @@ _WORD = re.compile(r"\w+")
 class InstructionConfig:
     width: int = 112
     height: int = 112
+    ramp: int = 160  # background position ramp (synth.scene.Scene); hard: 0
     n_objects: tuple[int, int] = (1, 2)
     n_constraints: tuple[int, int] = (1, 1)
     families: tuple[str, ...] = FAMILIES
@@ -71,6 +72,7 @@ class InstructionConfig:
 PRESETS = {
     "easy": InstructionConfig(),
     "hard": InstructionConfig(
+        ramp=0,
         width=224,
         height=224,
         n_objects=(2, 5),
@@ -124,7 +126,7 @@ def make(rng: random.Random, cfg: InstructionConfig) -> Sample:
         objects = scatter(rng, kinds, size_range=cfg.size_range, grid=cfg.grid, gap=cfg.gap)
         if objects is not None:
             break
-    scene = Scene(cfg.width, cfg.height, tuple(objects))
+    scene = Scene(cfg.width, cfg.height, tuple(objects), ramp=cfg.ramp)
     families = _pick_families(rng, cfg)
     constraints: list[dict[str, Any]] = []
     asks: list[str] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from synth.scene import COLOURS, Box, Obj, Scene
@@ -92,9 +93,22 @@ def draw_objects(image: Image.Image, objects: tuple[Obj, ...] | list[Obj]) -> Im
     return image
 
 
+def backdrop(
+    width: int, height: int, colour: tuple[int, int, int] = (255, 255, 255), ramp: int = 0
+) -> Image.Image:
+    """A ``colour`` canvas; with ``ramp``, red falls by ``ramp`` left→right and blue top→bottom."""
+    if ramp <= 0:
+        return Image.new("RGB", (width, height), tuple(colour))
+    pixels = np.empty((height, width, 3), dtype=np.int16)
+    pixels[...] = colour
+    pixels[..., 0] -= np.round(np.linspace(0, ramp, width)).astype(np.int16)[None, :]
+    pixels[..., 2] -= np.round(np.linspace(0, ramp, height)).astype(np.int16)[:, None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
 def render_scene(scene: Scene) -> Image.Image:
-    """The scene drawn on a fresh RGB canvas."""
-    image = Image.new("RGB", (scene.width, scene.height), tuple(scene.background))
+    """The scene drawn on a fresh RGB canvas (`backdrop`)."""
+    image = backdrop(scene.width, scene.height, scene.background, scene.ramp)
     return draw_objects(image, scene.objects)
 
 

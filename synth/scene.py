@@ -58,18 +58,27 @@ class Obj:
 
 @dataclass(frozen=True)
 class Scene:
-    """A canvas size in pixels, a background colour and the objects on it."""
+    """A canvas size in pixels, a background colour and the objects on it.
+
+    ``ramp`` > 0 shades the background with position: red falls by up to ``ramp`` from left to
+    right and blue from top to bottom (`synth.render.backdrop`). The tiny VLM's ViT and LM only
+    have relative (RoPE) positions, so on a uniform background an object's features are the same
+    wherever it sits and no box can be read off them; the ramp gives every patch its absolute
+    position, as the content of a natural image does.
+    """
 
     width: int
     height: int
     objects: tuple[Obj, ...]
     background: tuple[int, int, int] = (255, 255, 255)
+    ramp: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "width": self.width,
             "height": self.height,
             "background": list(self.background),
+            "ramp": self.ramp,
             "objects": [
                 {"shape": o.shape, "colour": o.colour, "box": list(o.box)} for o in self.objects
             ],
@@ -78,7 +87,8 @@ class Scene:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scene:
         objs = tuple(Obj(o["shape"], o["colour"], tuple(o["box"])) for o in d["objects"])
-        return cls(d["width"], d["height"], objs, tuple(d.get("background", (255, 255, 255))))
+        background = tuple(d.get("background", (255, 255, 255)))
+        return cls(d["width"], d["height"], objs, background, d.get("ramp", 0))
 
     def with_objects(self, objects: list[Obj] | tuple[Obj, ...]) -> Scene:
         return replace(self, objects=tuple(objects))

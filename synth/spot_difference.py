@@ -40,6 +40,7 @@ CHANGES = ("colour", "remove", "add", "move")
 class SpotDifferenceConfig:
     width: int = 112  # of each image
     height: int = 112
+    ramp: int = 160  # background position ramp (synth.scene.Scene); hard: 0
     n_objects: tuple[int, int] = (2, 3)
     n_changes: tuple[int, int] = (1, 1)
     size_range: tuple[int, int] = (250, 250)  # one merged vision token each, as easy grounding
@@ -54,6 +55,7 @@ class SpotDifferenceConfig:
 PRESETS = {
     "easy": SpotDifferenceConfig(),
     "hard": SpotDifferenceConfig(
+        ramp=0,
         width=224,
         height=224,
         n_objects=(4, 8),
@@ -123,8 +125,8 @@ def make(rng: random.Random, cfg: SpotDifferenceConfig) -> Sample:
         if result is not None:
             break
     changed, regions, phrases = result
-    first = Scene(cfg.width, cfg.height, tuple(objects))
-    second = Scene(cfg.width, cfg.height, tuple(changed))
+    first = Scene(cfg.width, cfg.height, tuple(objects), ramp=cfg.ramp)
+    second = Scene(cfg.width, cfg.height, tuple(changed), ramp=cfg.ramp)
     # reading order of the regions, as the reference answer lists them
     order = sorted(range(len(regions)), key=lambda i: (regions[i][1], regions[i][0]))
     regions = [regions[i] for i in order]

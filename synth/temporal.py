@@ -32,6 +32,7 @@ from synth.task import Sample, TaskSpec
 class TemporalConfig:
     width: int = 112
     height: int = 112
+    ramp: int = 160  # background position ramp (synth.scene.Scene); hard: 0
     fps: float = 1.0
     n_frames: tuple[int, int] = (3, 5)  # inclusive range
     n_distractors: tuple[int, int] = (0, 1)  # objects present from the start
@@ -46,6 +47,7 @@ class TemporalConfig:
 PRESETS = {
     "easy": TemporalConfig(),
     "hard": TemporalConfig(
+        ramp=0,
         fps=2.0,
         n_frames=(6, 12),
         n_distractors=(1, 4),
@@ -104,7 +106,7 @@ def make(rng: random.Random, cfg: TemporalConfig) -> Sample:
             visible.append(
                 Obj(o.shape, o.colour, (o.box[0] + sx, o.box[1] + sy, o.box[2] + sx, o.box[3] + sy))
             )
-        scene = Scene(cfg.width, cfg.height, tuple(visible))
+        scene = Scene(cfg.width, cfg.height, tuple(visible), ramp=cfg.ramp)
         frames.append(render_scene(scene))
         graphs.append(scene.to_dict())
     name = f"{target[1]} {target[0]}"

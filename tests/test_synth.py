@@ -15,8 +15,8 @@ import verifiers
 from hybridrl.records import load_image, load_video
 from synth import TASKS, generate, get_task
 from synth.caption import CORRUPTIONS, caption_of, corrupt_caption
-from synth.render import draw_shape, to_pixels
-from synth.scene import COLOURS, SHAPES, Scene
+from synth.render import draw_shape, render_scene, to_pixels
+from synth.scene import COLOURS, SHAPES, Obj, Scene
 from synth.task import config_with
 
 ALL = list(TASKS)
@@ -235,6 +235,36 @@ def test_math_glyphs_sit_in_cells():
         assert rows.max() // cell == rows.min() // cell, rec.extra_info.model_extra["problem"]
         cols = np.nonzero(ink.any(axis=0))[0]
         assert len({c // cell for c in cols}) == len(rec.extra_info.model_extra["problem"])
+
+
+SCENE_TASKS = ["caption", "counting", "grounding", "instruction", "spot_difference", "temporal"]
+
+
+def test_backdrop_ramp_tells_each_patch_its_place():
+    # red falls left->right, blue top->bottom; the object keeps its exact colour on top
+    scene = Scene(112, 112, (Obj("circle", "red", (250, 250, 500, 500)),), ramp=160)
+    pixels = np.asarray(render_scene(scene)).astype(int)
+    corner = pixels[[0, 0, 111], [0, 111, 0]]
+    assert corner.tolist() == [[255, 255, 255], [95, 255, 255], [255, 255, 95]]
+    patch_means = pixels[:14, :, 0].reshape(14, 8, 14).mean(axis=(0, 2))
+    assert (np.diff(patch_means) < 0).all()  # every patch column its own red
+    assert (pixels[42, 42] == COLOURS["red"]).all()
+    plain = np.asarray(render_scene(Scene(112, 112, (), ramp=0)))
+    assert (plain == 255).all()
+    # the ramp travels with the scene graph; graphs written before it default to plain
+    assert Scene.from_dict(scene.to_dict()) == scene
+    old = {k: v for k, v in scene.to_dict().items() if k != "ramp"}
+    assert Scene.from_dict(old).ramp == 0
+
+
+@pytest.mark.parametrize("task", SCENE_TASKS)
+def test_easy_scenes_are_drawn_on_the_ramp_and_hard_ones_plain(task):
+    assert get_task(task).preset("easy").ramp > 0 and get_task(task).preset("hard").ramp == 0
+    (rec,) = generate(task, 1, seed=3)
+    media = rec.images[0] if rec.images else rec.videos[0]
+    frame = load_image(media) if rec.images else load_video(media)[0][0]
+    top_row = np.asarray(frame)[0, :, 0].astype(int)
+    assert top_row[0] - top_row[-1] >= 100  # red falls across the first row of pixels
 
 
 def test_png_bytes_decode():
