@@ -17,7 +17,6 @@ from synth.scene import (
     HARD_SHAPES,
     Scene,
     other_kind,
-    region_words,
     scatter,
 )
 from synth.task import Sample, TaskSpec
@@ -75,8 +74,9 @@ def make(rng: random.Random, cfg: GroundingConfig) -> Sample:
     return Sample(
         prompt=f"<image>Where is the {obj.name}? Answer with <bbox>x1 y1 x2 y2</bbox>.",
         ground_truth={"boxes": [list(obj.box)]},
-        reference_response=f"<think>the {obj.name} is at the {region_words(obj.box)}</think>"
-        f"<bbox>{box}</bbox>",
+        # the think names the target and leaves its place to the box: region words first taught
+        # the tiny model to write a 3x3 region before the box and then copy it (docs/pretrain.md)
+        reference_response=f"<think>the {obj.name}</think><bbox>{box}</bbox>",
         content={"scene": scene.to_dict(), "target": list(target)},
         images=[render_scene(scene)],
     )
