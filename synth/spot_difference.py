@@ -27,7 +27,6 @@ from synth.scene import (
     indefinite,
     overlaps,
     place_box,
-    region_words,
     scatter,
     snap,
 )
@@ -141,9 +140,8 @@ def make(rng: random.Random, cfg: SpotDifferenceConfig) -> Sample:
     else:
         prompt = "Image 1: <image> Image 2: <image> Image 2 is a changed copy of image 1."
     prompt += " Box each difference in image 2 with <bbox>x1 y1 x2 y2</bbox>."
-    where = "; ".join(
-        f"{p} at the {region_words(r)}" for p, r in zip(phrases, regions, strict=True)
-    )
+    # the think says what changed and leaves where to the boxes (as grounding's think does)
+    where = "; ".join(phrases)
     count = f"{len(regions)} difference{'s' if len(regions) > 1 else ''}"
     answer = "".join(f"<bbox>{' '.join(str(v) for v in r)}</bbox>" for r in regions)
     return Sample(
