@@ -207,6 +207,17 @@ def _options(sample: Any) -> Example:
     return _sample_example(sample, "<image>Name the options.", names, "options")
 
 
+def _pick(sample: Any) -> Example:
+    # the inverse of `options` and the puzzle's last step: the letter over one named candidate
+    from synth.puzzle import LETTERS, Cell
+
+    with_size = sample.content["rule"] == "grow"
+    cells = [Cell(**o) for o in sample.content["options"]]
+    i = random.Random(repr(sample.content["options"])).randrange(len(cells))
+    prompt = f"<image>Which letter is the {cells[i].describe(with_size)}?"
+    return _sample_example(sample, prompt, LETTERS[i], "pick")
+
+
 def _ocr(sample: Any) -> Example:
     return _sample_example(sample, "<image>Read the text.", sample.extra["problem"], "ocr")
 
@@ -216,6 +227,12 @@ def _grounding(sample: Any) -> Example:
     shape, colour = sample.content["target"]
     prompt = f"<image>Box the {colour} {shape}."
     return _sample_example(sample, prompt, _solution(sample.reference_response), "grounding")
+
+
+def _spot(sample: Any) -> Example:
+    # the two images and the box of each change, no description: compute goes to the comparison
+    prompt = "<image><image>Box the differences."
+    return _sample_example(sample, prompt, _solution(sample.reference_response), "spot")
 
 
 def _counting(sample: Any) -> Example:
@@ -233,6 +250,8 @@ VIEWS: dict[str, tuple[str, Callable[[Any], Example]]] = {
     "grounding": ("grounding", _grounding),
     "counting": ("counting", _counting),
     "options": ("puzzle", _options),
+    "pick": ("puzzle", _pick),
+    "spot": ("spot_difference", _spot),
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageDraw
 
-from synth.render import draw_shape, text_line
+from synth.render import backdrop, draw_shape, text_line
 from synth.scene import EASY_COLOURS, EASY_SHAPES, HARD_COLOURS, HARD_SHAPES, count_word, noun
 from synth.task import Sample, TaskSpec
 
@@ -43,6 +43,7 @@ class Cell:
 @dataclass(frozen=True)
 class PuzzleConfig:
     cell: int = 28  # pixels per cell (28 = one merged ViT token)
+    ramp: int = 0  # background position ramp (synth.render.backdrop); off: it did not help (docs)
     shown: tuple[int, int] = (3, 3)  # sequence cells before the "?", inclusive range
     rules: tuple[str, ...] = ("colour_cycle", "shape_cycle", "grow")
     grid_share: float = 0.0  # chance of a 3×3 grid puzzle instead of a sequence
@@ -163,7 +164,7 @@ def render(shown: list[Cell], options: list[Cell], cfg: PuzzleConfig, grid: bool
     height = opt_y + c + c // 2
     height += -height % 28  # Qwen2-VL sizes are multiples of 28
     width += -width % 28
-    image = Image.new("RGB", (width, height), (255, 255, 255))
+    image = backdrop(width, height, ramp=cfg.ramp)
     x0 = (width - cols * c) // 2
     for i, cell in enumerate(shown):
         r, k = divmod(i, cols)

@@ -14,7 +14,7 @@ from fractions import Fraction
 
 from PIL import Image
 
-from synth.render import glyph_cells
+from synth.render import backdrop, glyph_cells
 from synth.task import Sample, TaskSpec
 
 KINDS = ("add", "sub", "mul", "muladd", "fraction", "linear", "expand")
@@ -39,6 +39,7 @@ class MathConfig:
     # Pixels per character cell. Easy: 28, one merged vision token (2×2 patches) per character,
     # so reading the problem is one glyph per LM image token; 14 puts two glyphs in each token.
     cell: int = 28
+    ramp: int = 0  # background position ramp (synth.render.backdrop); off: see docs/pretrain.md
     glyph_size: int = 24  # font size in pixels (24, bold: digits about 15×18, inside one cell)
     distractor_lines: int = 0  # light gray lines drawn under the text
 
@@ -119,8 +120,9 @@ def _plain(q: Fraction) -> str:
 
 
 def render_problem(rng: random.Random, text: str, cfg: MathConfig) -> Image.Image:
-    """The problem text on a white canvas, at a random (patch-aligned in easy) position."""
-    image = Image.new("RGB", (cfg.width, cfg.height), (255, 255, 255))
+    """The problem text on a white canvas (`ramp`: on the position ramp), at a random
+    (patch-aligned in easy) position."""
+    image = backdrop(cfg.width, cfg.height, ramp=cfg.ramp)
     if cfg.distractor_lines:
         from PIL import ImageDraw
 

@@ -207,6 +207,30 @@ def test_options_view_names_the_cell_under_each_letter():
         assert named[letter] == missing, (ex.target, ref)
 
 
+def test_pick_view_asks_for_the_letter_of_a_named_option():
+    picks = SynthMixSource({"pick": 1.0}, seed=2)
+    named = SynthMixSource({"options": 1.0}, seed=2)
+    letters = set()
+    for i in range(20):
+        ex, listed = picks.get(i), named.get(i).target  # the same puzzle drawn both ways
+        what = ex.messages[0]["content"].split("Which letter is the ", 1)[1].rstrip("?")
+        assert f"{ex.target} {what}" in listed.split(", "), (ex.target, what, listed)
+        assert ex.domain == "pick" and len(ex.images) == 1
+        letters.add(ex.target)
+    assert letters == {"A", "B", "C", "D"}  # not always the answer's slot
+
+
+def test_spot_view_boxes_the_changes_of_the_same_image_pair():
+    src = SynthMixSource({"spot": 1.0}, seed=4)
+    full = SynthMixSource({"sft/spot_difference": 1.0}, seed=4)
+    for i in range(10):
+        ex, ref = src.get(i), full.get(i)  # the same pair of images drawn both ways
+        assert ex.domain == "spot" and len(ex.images) == 2
+        assert ex.messages[0]["content"].count("<image>") == 2
+        assert ex.target.startswith("<bbox>") and ref.target.endswith(ex.target)
+        assert [im.tobytes() for im in ex.images] == [im.tobytes() for im in ref.images]
+
+
 def test_text_view_practises_the_math_tasks_arithmetic():
     src = SynthMixSource(
         {"text": 1.0}, task_overrides={"math": {"kinds": ["add"], "max_operand": 9}}
