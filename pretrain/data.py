@@ -231,7 +231,7 @@ def _grounding(sample: Any) -> Example:
 
 def _spot(sample: Any) -> Example:
     # the two images and the box of each change, no description: compute goes to the comparison
-    prompt = "<image><image>Box the differences."
+    prompt = "<image>" * len(sample.images) + "Box the differences."  # two, or side by side
     return _sample_example(sample, prompt, _solution(sample.reference_response), "spot")
 
 

@@ -231,6 +231,16 @@ def test_spot_view_boxes_the_changes_of_the_same_image_pair():
         assert [im.tobytes() for im in ex.images] == [im.tobytes() for im in ref.images]
 
 
+def test_spot_view_follows_the_side_by_side_layout():
+    # one image holding both scenes: one placeholder, or the processor rejects the example
+    overrides = {"spot_difference": {"layout": "side_by_side"}}
+    src = SynthMixSource({"spot": 1.0}, seed=4, task_overrides=overrides)
+    for i in range(5):
+        ex = src.get(i)
+        assert len(ex.images) == 1 and ex.images[0].size == (224, 112)
+        assert ex.messages[0]["content"] == "<image>Box the differences."
+
+
 def test_text_view_practises_the_math_tasks_arithmetic():
     src = SynthMixSource(
         {"text": 1.0}, task_overrides={"math": {"kinds": ["add"], "max_operand": 9}}
