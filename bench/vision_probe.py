@@ -57,8 +57,7 @@ def features(model: torch.nn.Module, processor, images: list) -> torch.Tensor:
             [[]] * len(chunk),
         )
         emb = visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
-        emb = getattr(emb, "pooler_output", emb)
-        emb = emb[0] if isinstance(emb, tuple) else emb
+        emb = getattr(emb, "pooler_output", emb)  # merged tokens; older versions: a tensor
         out.append(emb.reshape(len(chunk), -1, emb.shape[-1]))
     return torch.cat(out)
 
