@@ -40,12 +40,14 @@ class RayHead:
     env: dict[str, str]
 
 
-# one head per test: after a SIGKILLed driver, a busy head's job agent was seen to stay away
+# one head per test, every port it listens on chosen free: Ray's default job-agent port, 52365,
+# lies in Linux's ephemeral range, so any outgoing connection on the machine may already hold it,
+# and then `ray job submit` answers "No available agent" for as long as the head lives
 @pytest.fixture
 def ray_head():
     # a short temp dir: Ray's unix socket paths must stay under ~100 characters
     temp = tempfile.mkdtemp(prefix="hrl-ray-", dir="/tmp")
-    port, dash = _port(), _port()
+    port, dash, agent = _port(), _port(), _port()
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -54,6 +56,7 @@ def ray_head():
     }
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--port", str(port), "--dashboard-port", str(dash),
+         "--dashboard-agent-listen-port", str(agent),
          "--num-cpus", "2", "--temp-dir", temp, "--include-dashboard", "true",
          "--disable-usage-stats"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
