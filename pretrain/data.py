@@ -197,10 +197,20 @@ def _objects(sample: Any) -> Example:
     return _sample_example(sample, "<image>List the shapes.", ", ".join(names), "objects")
 
 
+def _drawn_options(sample: Any) -> None:
+    if sample.content.get("options_in", "image") != "image":
+        raise ValueError(
+            "the options and pick views read the candidates drawn in a puzzle image; set "
+            "synth.tasks.puzzle.options_in=image to draw them (the easy preset lists them "
+            "in the prompt instead)"
+        )
+
+
 def _options(sample: Any) -> Example:
     # a puzzle image's answer row, letter by letter: which cell sits under which letter
     from synth.puzzle import LETTERS, Cell
 
+    _drawn_options(sample)
     with_size = sample.content["rule"] == "grow"
     cells = [Cell(**o) for o in sample.content["options"]]
     names = ", ".join(f"{LETTERS[i]} {c.describe(with_size)}" for i, c in enumerate(cells))
@@ -211,6 +221,7 @@ def _pick(sample: Any) -> Example:
     # the inverse of `options` and the puzzle's last step: the letter over one named candidate
     from synth.puzzle import LETTERS, Cell
 
+    _drawn_options(sample)
     with_size = sample.content["rule"] == "grow"
     cells = [Cell(**o) for o in sample.content["options"]]
     i = random.Random(repr(sample.content["options"])).randrange(len(cells))

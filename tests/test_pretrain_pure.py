@@ -195,9 +195,12 @@ def test_objects_view_names_each_shape_in_sorted_order():
             assert name.split()[0] in caption and name.split()[1] in caption
 
 
+DRAWN = {"puzzle": {"options_in": "image"}}  # the options and pick views read the drawn row
+
+
 def test_options_view_names_the_cell_under_each_letter():
-    src = SynthMixSource({"options": 1.0}, seed=2)
-    puzzles = SynthMixSource({"sft/puzzle": 1.0}, seed=2)
+    src = SynthMixSource({"options": 1.0}, seed=2, task_overrides=DRAWN)
+    puzzles = SynthMixSource({"sft/puzzle": 1.0}, seed=2, task_overrides=DRAWN)
     for i in range(10):
         ex, ref = src.get(i), puzzles.get(i).target  # the same puzzle drawn both ways
         named = dict(part.split(" ", 1) for part in ex.target.split(", "))
@@ -208,8 +211,8 @@ def test_options_view_names_the_cell_under_each_letter():
 
 
 def test_pick_view_asks_for_the_letter_of_a_named_option():
-    picks = SynthMixSource({"pick": 1.0}, seed=2)
-    named = SynthMixSource({"options": 1.0}, seed=2)
+    picks = SynthMixSource({"pick": 1.0}, seed=2, task_overrides=DRAWN)
+    named = SynthMixSource({"options": 1.0}, seed=2, task_overrides=DRAWN)
     letters = set()
     for i in range(20):
         ex, listed = picks.get(i), named.get(i).target  # the same puzzle drawn both ways
@@ -218,6 +221,13 @@ def test_pick_view_asks_for_the_letter_of_a_named_option():
         assert ex.domain == "pick" and len(ex.images) == 1
         letters.add(ex.target)
     assert letters == {"A", "B", "C", "D"}  # not always the answer's slot
+
+
+@pytest.mark.parametrize("view", ["options", "pick"])
+def test_drawn_option_views_refuse_puzzles_that_list_their_options(view):
+    # the easy preset lists the candidates in the prompt: no row of them in the image to read
+    with pytest.raises(ValueError, match="options_in=image"):
+        SynthMixSource({view: 1.0}, seed=2).get(0)
 
 
 def test_spot_view_boxes_the_changes_of_the_same_image_pair():

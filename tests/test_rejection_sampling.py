@@ -38,6 +38,8 @@ from rl.rejection import (
     select_responses,
 )
 from rl.rs_iteration import newest_actor, next_iteration, prepare_dir, resolve_policy
+from synth import get_task
+from synth.task import config_with
 
 REPO = Path(__file__).resolve().parents[1]
 HYBRIDRL = str(Path(sys.executable).parent / "hybridrl")
@@ -88,6 +90,9 @@ def test_lucky_guesses_are_inconsistent():
     assert reject_reason(guess, None, cfg, "puzzle") == "inconsistent"
     assert reject_reason(guess, None, cfg, "grounding") is None  # no rule for that task
     assert reject_reason(guess.replace(": A<", ": B<"), None, cfg, "puzzle") is None
+    named = "<think>colours repeat red blue; the missing one is red circle</think>red circle"
+    assert reject_reason(named, None, cfg, "puzzle") is None
+    assert reject_reason(named.replace(">red circle", ">blue circle"), None, cfg, "puzzle")
     seen = "<think>the red circle is first seen at [3.0 second]</think>\\boxed{3}"
     assert reject_reason(seen, None, cfg, "temporal") is None  # 3.0 == 3
     assert reject_reason(seen.replace("{3}", "{4}"), None, cfg, "temporal") == "inconsistent"
@@ -269,13 +274,17 @@ def test_bad_input_is_a_clean_error_before_any_file(tmp_path):
 # --------------------------------------------------------------------------- end to end
 
 
+# puzzles answered by letter (the hard preset's drawn options): a random letter is one token
+LETTERED = {"puzzle": config_with(get_task("puzzle").preset("easy"), {"options_in": "image"})}
+
+
 @pytest.fixture(scope="module")
 def puzzle_policy(tmp_path_factory):
-    """A "test"-preset policy taught the answer layout on puzzle prompts, the letter at random,
-    so sampled answers are right about a quarter of the time (plain torch loop, ~10 s)."""
+    """A "test"-preset policy taught the answer layout on lettered puzzle prompts, the letter at
+    random, so sampled answers are right about a quarter of the time (plain torch loop, ~10 s)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("rs_policy")
-    records = synth.generate(["puzzle"], 48, seed=5, split="train")
+    records = synth.generate(["puzzle"], 48, seed=5, split="train", configs=LETTERED)
     model, processor = vlm.create("test", seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     rng = random.Random(0)
@@ -293,8 +302,9 @@ def puzzle_policy(tmp_path_factory):
         opt.zero_grad()
     model.save_pretrained(root / "policy")
     processor.save_pretrained(root / "policy")
-    write_records(synth.generate(["puzzle"], 12, seed=6, split="train"), root / "cold.parquet")
-    write_records(synth.generate(["puzzle"], 4, seed=7, split="test"), root / "test.parquet")
+    for name, n, seed, split in (("cold", 12, 6, "train"), ("test", 4, 7, "test")):
+        records = synth.generate(["puzzle"], n, seed=seed, split=split, configs=LETTERED)
+        write_records(records, root / f"{name}.parquet")
     return root
 
 
@@ -322,7 +332,12 @@ def test_tiny_iteration_through_the_cli_chains(puzzle_policy, verifier_server, t
         "rl_run": None,
         "base_model": str(tmp_path / "no-base-model"),  # chaining must not fall back to it
         "threads": 1,
-        "prompts": {"n": 8, "tasks": ["puzzle"], "seed": 50},
+        "prompts": {
+            "n": 8,
+            "tasks": ["puzzle"],
+            "seed": 50,
+            "task_overrides": {"puzzle": {"options_in": "image"}},
+        },
         "sampling": {"n": 4, "max_new_tokens": 12, "micro_batch_size": 32},
         "select": {"min_pass_rate": 0.0, "max_pass_rate": 1.0, "max_per_prompt": 2},
         "mix": {"cold_start": str(root / "cold.parquet"), "ratio": None, "max_previous": 4},

@@ -193,6 +193,9 @@ def test_verifiable_pairs_are_scored_lower_by_their_verifier():
         good = verify(name, pair.chosen, rec.ground_truth).reward
         bad = verify(name, pair.rejected, rec.ground_truth).reward
         assert bad < good, (pair.kind, pair.rejected)
+        if name == "puzzle":  # another of the candidates the prompt names, not a garbled answer
+            answer = pair.rejected.split("</think>")[1]
+            assert answer != rec.ground_truth["answer"] and f"{answer}" in rec.user_text()
 
 
 def test_format_rejections_break_the_format():

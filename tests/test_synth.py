@@ -140,7 +140,9 @@ def test_text_fits_the_tiny_tokenizer_and_images_the_patch_grid():
             sizes += [f.size for v in rec.videos for f in load_video(v)[0]]
             assert sizes, rec.data_source
             assert all(w % 28 == 0 and h % 28 == 0 for w, h in sizes), (rec.data_source, sizes)
-            if difficulty == "easy" and rec.extra_info.task != "spot_difference":
+            if difficulty == "easy" and rec.extra_info.task == "puzzle":
+                assert sizes == [(112, 56)]  # the pattern row; the options are in the prompt
+            elif difficulty == "easy" and rec.extra_info.task != "spot_difference":
                 assert all(s == (112, 112) for s in sizes)
 
 
@@ -283,3 +285,33 @@ def test_glyph_tasks_draw_the_ramp_only_when_asked(task):
 def test_png_bytes_decode():
     (rec,) = generate("puzzle", 1, seed=0)
     assert Image.open(io.BytesIO(rec.images[0].bytes)).format == "PNG"
+
+
+def test_easy_puzzles_name_their_options_and_hard_ones_draw_them():
+    from synth.puzzle import Cell
+    from synth.task import config_with
+    from verifiers.registry import verify
+
+    spec = get_task("puzzle")
+    rules = set()
+    for seed in range(40):
+        easy = spec.make(random.Random(seed), spec.preset("easy"))
+        rules.add(easy.content["rule"])
+        with_size = easy.content["rule"] == "grow"
+        names = [Cell(**o).describe(with_size) for o in easy.content["options"]]
+        assert f"Which of {', '.join(names[:3])} or {names[3]} completes" in easy.prompt
+        answer = easy.ground_truth["answer"]
+        assert answer in names and len(set(names)) == 4
+        assert easy.reference_response.endswith(f"the missing one is {answer}</think>{answer}")
+        assert easy.images[0].size == (112, 56)  # the pattern row alone, no candidate row
+        wrong = next(n for n in names if n != answer)
+        assert verify("puzzle", easy.reference_response, easy.ground_truth).reward == 1.0
+        assert verify("puzzle", f"<think>x</think>{wrong}", easy.ground_truth).reward == 0.0
+        hard = spec.make(random.Random(seed), spec.preset("hard"))
+        assert hard.ground_truth["answer"] in "ABCD" and hard.content["options_in"] == "image"
+        listed = spec.make(
+            random.Random(seed), config_with(spec.preset("hard"), {"options_in": "text"})
+        )
+        assert listed.content["cells"] == hard.content["cells"]  # the same puzzle, ...
+        assert hard.images[0].size[1] > listed.images[0].size[1]  # ... its candidates drawn below
+    assert rules == {"colour_cycle", "shape_cycle", "grow", "count"}
