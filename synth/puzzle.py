@@ -229,7 +229,8 @@ def make(rng: random.Random, cfg: PuzzleConfig) -> Sample:
             "rule": rule,
             "cells": [vars(c) for c in cells],
             "options": [vars(o) for o in options],
-            "options_in": cfg.options_in,
+            # only when named: a lettered puzzle's content, hence its split hash, is as it was
+            **({"options_in": "text"} if cfg.options_in == "text" else {}),
         },
         images=[render(shown, drawn, cfg, grid)],
         extra={"rule": rule},

@@ -308,7 +308,8 @@ def test_easy_puzzles_name_their_options_and_hard_ones_draw_them():
         assert verify("puzzle", easy.reference_response, easy.ground_truth).reward == 1.0
         assert verify("puzzle", f"<think>x</think>{wrong}", easy.ground_truth).reward == 0.0
         hard = spec.make(random.Random(seed), spec.preset("hard"))
-        assert hard.ground_truth["answer"] in "ABCD" and hard.content["options_in"] == "image"
+        assert hard.ground_truth["answer"] in "ABCD" and "options_in" not in hard.content
+        assert easy.content["options_in"] == "text"
         listed = spec.make(
             random.Random(seed), config_with(spec.preset("hard"), {"options_in": "text"})
         )
