@@ -240,6 +240,25 @@ def _grounding(sample: Any) -> Example:
     return _sample_example(sample, prompt, _solution(sample.reference_response), "grounding")
 
 
+# sentences that may sit between a grounding image and its question (`grounding_varied`), so
+# that the box cannot be read from the answer's distance to the image (bench/grounding_offset.py)
+_BRIDGES = (
+    "",
+    "Here is a picture. ",
+    "A scene of shapes. ",
+    "Some shapes are drawn above. ",
+    "Read the picture first, then answer. ",
+    "The image shows a few coloured shapes on a shaded background. ",
+)
+
+
+def _grounding_varied(sample: Any) -> Example:
+    shape, colour = sample.content["target"]
+    bridge = random.Random(repr(sample.content)).choice(_BRIDGES)
+    prompt = f"<image>{bridge}Box the {colour} {shape}."
+    return _sample_example(sample, prompt, _solution(sample.reference_response), "grounding")
+
+
 def _spot(sample: Any) -> Example:
     # the two images and the box of each change, no description: compute goes to the comparison
     prompt = "<image>" * len(sample.images) + "Box the differences."  # two, or side by side
@@ -262,6 +281,7 @@ VIEWS: dict[str, tuple[str, Callable[[Any], Example]]] = {
     "counting": ("counting", _counting),
     "options": ("puzzle", _options),
     "pick": ("puzzle", _pick),
+    "grounding_varied": ("grounding", _grounding_varied),
     "spot": ("spot_difference", _spot),
 }
 

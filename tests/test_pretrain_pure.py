@@ -230,6 +230,24 @@ def test_drawn_option_views_refuse_puzzles_that_list_their_options(view):
         SynthMixSource({view: 1.0}, seed=2).get(0)
 
 
+def test_grounding_varied_view_puts_a_bridge_between_image_and_question():
+    from pretrain.data import _BRIDGES
+
+    varied = SynthMixSource({"grounding_varied": 1.0}, seed=3)
+    plain = SynthMixSource({"grounding": 1.0}, seed=3)
+    bridges = set()
+    for i in range(40):
+        ex, ref = varied.get(i), plain.get(i)  # the same scene drawn both ways
+        text = ex.messages[0]["content"]
+        head, question = text.split("Box the ", 1)
+        assert head.startswith("<image>") and head.removeprefix("<image>") in _BRIDGES
+        assert ref.messages[0]["content"] == f"<image>Box the {question}"
+        assert ex.target == ref.target and ex.target.startswith("<bbox>")
+        assert ex.domain == "grounding"
+        bridges.add(head)
+    assert len(bridges) >= 4  # the distance from image to question varies
+
+
 def test_spot_view_boxes_the_changes_of_the_same_image_pair():
     src = SynthMixSource({"spot": 1.0}, seed=4)
     full = SynthMixSource({"sft/spot_difference": 1.0}, seed=4)
