@@ -233,10 +233,10 @@ def _ocr(sample: Any) -> Example:
     return _sample_example(sample, "<image>Read the text.", sample.extra["problem"], "ocr")
 
 
-def _grounding(sample: Any) -> Example:
+def _grounding(sample: Any, bridge: str = "") -> Example:
     # a short prompt: pretraining compute goes to the image and the box, not to instructions
     shape, colour = sample.content["target"]
-    prompt = f"<image>Box the {colour} {shape}."
+    prompt = f"<image>{bridge}Box the {colour} {shape}."
     return _sample_example(sample, prompt, _solution(sample.reference_response), "grounding")
 
 
@@ -253,10 +253,7 @@ _BRIDGES = (
 
 
 def _grounding_varied(sample: Any) -> Example:
-    shape, colour = sample.content["target"]
-    bridge = random.Random(repr(sample.content)).choice(_BRIDGES)
-    prompt = f"<image>{bridge}Box the {colour} {shape}."
-    return _sample_example(sample, prompt, _solution(sample.reference_response), "grounding")
+    return _grounding(sample, random.Random(repr(sample.content)).choice(_BRIDGES))
 
 
 def _spot(sample: Any) -> Example:

@@ -220,13 +220,7 @@ def _nudge_numbers(solution: str, rng: random.Random) -> str:
     return _INT.sub(nudge, solution, count=1)
 
 
-# a multiple-choice prompt that names its options (synth's easy puzzles)
-_NAMED_OPTIONS = re.compile(r"Which of (.+?) completes ")
-
-
-def _wrong_solutions(
-    solution: str, rng: random.Random, options: Sequence[str] = ()
-) -> list[str]:
+def _wrong_solutions(solution: str, rng: random.Random, options: Sequence[str] = ()) -> list[str]:
     """Candidate wrong solutions, most natural first; the caller keeps one the verifier dislikes."""
     out = [o for o in rng.sample(list(options), len(options)) if o != solution.strip()]
     if _BOX.search(solution):
@@ -260,8 +254,9 @@ def verifiable_rejection(record: Any, rng: random.Random) -> str | None:
         return None
     think, solution = _think_and_solution(reference)
     good = verify(name, reference, record.ground_truth).reward
-    named = _NAMED_OPTIONS.search(record.user_text())
-    options = named.group(1).replace(" or ", ", ").split(", ") if named else []
+    from synth.puzzle import named_options  # the other candidates of a by-name puzzle
+
+    options = named_options(record.user_text())
     for candidate in _wrong_solutions(solution, rng, options):
         response = think + candidate
         if verify(name, response, record.ground_truth).reward < good:

@@ -15,6 +15,7 @@ cells and a "?" in 28-pixel cells (one merged ViT token each).
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -191,6 +192,15 @@ def render(shown: list[Cell], options: list[Cell], cfg: PuzzleConfig, grid: bool
         )
         _draw_cell(image, cell, ox + i * c, opt_y, c)
     return image
+
+
+_NAMED = re.compile(r"Which of (.+?) or (.+?) completes the ")
+
+
+def named_options(prompt: str) -> list[str]:
+    """The candidates a by-name puzzle prompt lists, in order ([] for any other prompt)."""
+    found = _NAMED.search(prompt)
+    return [*found.group(1).split(", "), found.group(2)] if found else []
 
 
 def make(rng: random.Random, cfg: PuzzleConfig) -> Sample:

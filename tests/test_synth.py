@@ -288,7 +288,7 @@ def test_png_bytes_decode():
 
 
 def test_easy_puzzles_name_their_options_and_hard_ones_draw_them():
-    from synth.puzzle import Cell
+    from synth.puzzle import Cell, named_options
     from synth.task import config_with
     from verifiers.registry import verify
 
@@ -300,6 +300,7 @@ def test_easy_puzzles_name_their_options_and_hard_ones_draw_them():
         with_size = easy.content["rule"] == "grow"
         names = [Cell(**o).describe(with_size) for o in easy.content["options"]]
         assert f"Which of {', '.join(names[:3])} or {names[3]} completes" in easy.prompt
+        assert named_options(easy.prompt) == names
         answer = easy.ground_truth["answer"]
         assert answer in names and len(set(names)) == 4
         assert easy.reference_response.endswith(f"the missing one is {answer}</think>{answer}")
@@ -309,6 +310,7 @@ def test_easy_puzzles_name_their_options_and_hard_ones_draw_them():
         assert verify("puzzle", f"<think>x</think>{wrong}", easy.ground_truth).reward == 0.0
         hard = spec.make(random.Random(seed), spec.preset("hard"))
         assert hard.ground_truth["answer"] in "ABCD" and "options_in" not in hard.content
+        assert named_options(hard.prompt) == []  # lettered: no names to read
         assert easy.content["options_in"] == "text"
         listed = spec.make(
             random.Random(seed), config_with(spec.preset("hard"), {"options_in": "text"})
