@@ -5,6 +5,16 @@ coordinates **of the second image** (in the ``side_by_side`` layout: of the righ
 is the second image). A change is a colour swap, a removal (box: where the object was), an
 addition (box: the new object) or a small move (box: the union of old and new place, one
 region per change).
+
+Two phrasings (``question``). ``changes`` (hard) asks to box each difference and thinks in
+changes: ``<think>1 difference: the red square turned blue</think><bbox>…</bbox>``. ``where``
+(easy) asks as grounding does, right after the second image, and the think names the changed
+object as image 2 shows it: ``…Image 2: <image>Where is the difference? Answer with
+<bbox>x1 y1 x2 y2</bbox>.`` → ``<think>the blue square</think><bbox>…</bbox>``. The tiny
+model reads a box partly from the distance between the answer and the image
+(bench/grounding_offset.py), so with ``where`` the box readout grounding learnt applies to
+image 2 as it stands; finding *which* object changed is left to the model. Only changes that
+leave a named object in image 2 (``colour``, ``add``) go with ``where``.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from synth.scene import (
 from synth.task import Sample, TaskSpec
 
 CHANGES = ("colour", "remove", "add", "move")
+WHERE_CHANGES = ("colour", "add")  # the changed object is in image 2, and only there
 
 
 @dataclass(frozen=True)
@@ -45,10 +56,23 @@ class SpotDifferenceConfig:
     size_range: tuple[int, int] = (250, 250)  # one merged vision token each, as easy grounding
     grid: int = 250
     gap: int = 100  # wide gaps keep each change's region apart from the others
-    changes: tuple[str, ...] = ("colour", "remove", "add")
+    changes: tuple[str, ...] = ("colour", "add")  # hard: all four
     shapes: tuple[str, ...] = EASY_SHAPES
     colours: tuple[str, ...] = EASY_COLOURS
     layout: Literal["pair", "side_by_side"] = "pair"  # two images, or one image twice as wide
+    question: Literal["changes", "where"] = "where"  # the module docstring
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.changes) - set(CHANGES))
+        if unknown or not self.changes:
+            raise ValueError(f"spot_difference changes {unknown or '[]'} unknown; choose from {CHANGES}")
+        if self.question not in ("changes", "where"):
+            raise ValueError(f"spot_difference question must be 'changes' or 'where', got {self.question!r}")
+        if self.question == "where" and set(self.changes) - set(WHERE_CHANGES):
+            raise ValueError(
+                f"spot_difference question 'where' names the changed object as image 2 shows it, "
+                f"so its changes must be among {WHERE_CHANGES}; got {self.changes}"
+            )
 
 
 PRESETS = {
@@ -63,6 +87,7 @@ PRESETS = {
         grid=10,
         gap=60,
         changes=CHANGES,
+        question="changes",
         shapes=HARD_SHAPES,
         colours=HARD_COLOURS,
     ),
@@ -123,42 +148,55 @@ def make(rng: random.Random, cfg: SpotDifferenceConfig) -> Sample:
         result = _changes(rng, cfg, objects, k)
         if result is not None:
             break
-    changed, regions, phrases = result
+    changed, regions, phrases, shown = result
     first = Scene(cfg.width, cfg.height, tuple(objects), ramp=cfg.ramp)
     second = Scene(cfg.width, cfg.height, tuple(changed), ramp=cfg.ramp)
     # reading order of the regions, as the reference answer lists them
     order = sorted(range(len(regions)), key=lambda i: (regions[i][1], regions[i][0]))
     regions = [regions[i] for i in order]
-    phrases = [phrases[i] for i in order]
     images = [render_scene(first), render_scene(second)]
+    many = len(regions) > 1
     if cfg.layout == "side_by_side":
         both = Image.new("RGB", (2 * cfg.width, cfg.height), (255, 255, 255))
         both.paste(images[0], (0, 0))
         both.paste(images[1], (cfg.width, 0))
         images = [both]
-        prompt = "<image>The right half is a changed copy of the left half."
+        setting, copy, sep = "<image>", "The right half is a changed copy of the left half.", ""
     else:
-        prompt = "Image 1: <image> Image 2: <image> Image 2 is a changed copy of image 1."
-    prompt += " Box each difference in image 2 with <bbox>x1 y1 x2 y2</bbox>."
-    # the think says what changed and leaves where to the boxes (as grounding's think does)
-    where = "; ".join(phrases)
-    count = f"{len(regions)} difference{'s' if len(regions) > 1 else ''}"
+        setting, copy = "Image 1: <image> Image 2: <image>", "Image 2 is a changed copy of image 1."
+        sep = " "
+    if cfg.question == "where":
+        # grounding's question right after the (second) image, grounding's think: the object
+        ask = "Where are the differences?" if many else "Where is the difference?"
+        prompt = f"{copy} {setting}{ask} Answer with <bbox>x1 y1 x2 y2</bbox>."
+        think = "; ".join(f"the {shown[i]}" for i in order)
+    else:
+        prompt = f"{setting}{sep}{copy} Box each difference in image 2 with <bbox>x1 y1 x2 y2</bbox>."
+        # the think says what changed and leaves where to the boxes (as grounding's think does)
+        count = f"{len(regions)} difference{'s' if many else ''}"
+        think = f"{count}: " + "; ".join(phrases[i] for i in order)
     answer = "".join(f"<bbox>{' '.join(str(v) for v in r)}</bbox>" for r in regions)
+    content = {"first": first.to_dict(), "second": second.to_dict(), "layout": cfg.layout}
+    if cfg.question == "where":  # keeps the content (and split hash) of `changes` samples
+        content["question"] = "where"
     return Sample(
         prompt=prompt,
         ground_truth={"boxes": [list(r) for r in regions]},
-        reference_response=f"<think>{count}: {where}</think>{answer}",
-        content={"first": first.to_dict(), "second": second.to_dict(), "layout": cfg.layout},
+        reference_response=f"<think>{think}</think>{answer}",
+        content=content,
         images=images,
     )
 
 
 def _changes(
     rng: random.Random, cfg: SpotDifferenceConfig, objects: list[Obj], k: int
-) -> tuple[list[Obj], list[Box], list[str]] | None:
+) -> tuple[list[Obj], list[Box], list[str], list[str | None]] | None:
+    """Apply k changes: image 2's objects, each change's region, phrase and the name of the
+    changed object as image 2 shows it (None when it is gone)."""
     changed: list[Obj | None] = list(objects)
     regions: list[Box] = []
     phrases: list[str] = []
+    shown: list[str | None] = []
     boxes = [o.box for o in objects]
     targets = rng.sample(range(len(objects)), min(k, len(objects)))
     for index in targets:
@@ -172,14 +210,17 @@ def _changes(
             changed.append(new)
             regions.append(box)
             phrases.append(f"{indefinite(new.name)} appeared")
+            shown.append(new.name)
             continue
         done = _apply(rng, cfg, changed, change, boxes, index)
         if done is None:
             return None
         regions.append(done[0])
         phrases.append(done[1])
+        after = changed[index]
+        shown.append(after.name if after is not None else None)
         boxes[index] = done[0]
-    return [o for o in changed if o is not None], regions, phrases
+    return [o for o in changed if o is not None], regions, phrases, shown
 
 
 SPEC = TaskSpec(

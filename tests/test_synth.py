@@ -227,6 +227,42 @@ def test_spot_difference_side_by_side_layout():
     assert rec.user_text().count("<image>") == 1
 
 
+def test_easy_spot_difference_asks_as_grounding_and_names_the_changed_object():
+    # easy: grounding's question right after image 2, the think names the changed object as
+    # image 2 shows it, and that object sits in image 2 at the box, but not in image 1
+    spec = get_task("spot_difference")
+    rng, kinds = random.Random(4), set()
+    for _ in range(30):
+        sample = spec.make(rng, spec.preset("easy"))
+        assert sample.prompt.startswith("Image 2 is a changed copy of image 1. Image 1: <image> Image 2: <image>")
+        assert sample.prompt.endswith("<image>Where is the difference? Answer with <bbox>x1 y1 x2 y2</bbox>.")
+        name = sample.reference_response.removeprefix("<think>the ").split("</think>")[0]
+        (box,) = sample.ground_truth["boxes"]
+        first, second = (
+            {(o["colour"] + " " + o["shape"], tuple(o["box"])) for o in sample.content[k]["objects"]}
+            for k in ("first", "second")
+        )
+        assert (name, tuple(box)) in second and (name, tuple(box)) not in first
+        kinds.add("add" if len(second) > len(first) else "colour")
+    assert kinds == {"add", "colour"}
+
+
+def test_hard_spot_difference_thinks_in_changes():
+    for rec in generate("spot_difference", 10, seed=4, difficulty="hard"):
+        assert "Box each difference in image 2" in rec.user_text()
+        assert " difference" in rec.extra_info.reference_response.split("</think>")[0]
+
+
+def test_spot_difference_where_refuses_changes_that_leave_image_2():
+    with pytest.raises(ValueError, match="changes must be among \\('colour', 'add'\\)"):
+        config_with(get_task("spot_difference").preset("easy"), {"changes": ["colour", "remove"]})
+    with pytest.raises(ValueError, match="unknown"):
+        config_with(get_task("spot_difference").preset("hard"), {"changes": ["teleport"]})
+    cfg = config_with(get_task("spot_difference").preset("easy"), {"question": "changes", "changes": ["remove"]})
+    (rec,) = generate("spot_difference", 1, seed=0, configs={"spot_difference": cfg})
+    assert "is gone" in rec.extra_info.reference_response
+
+
 def test_math_glyphs_sit_in_cells():
     # easy math: every glyph's ink lies inside one 28x28 cell (one merged vision token) of its row
     cell = get_task("math").preset("easy").cell
