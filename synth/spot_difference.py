@@ -65,9 +65,13 @@ class SpotDifferenceConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.changes) - set(CHANGES))
         if unknown or not self.changes:
-            raise ValueError(f"spot_difference changes {unknown or '[]'} unknown; choose from {CHANGES}")
+            raise ValueError(
+                f"spot_difference changes {unknown or '[]'} unknown; choose from {CHANGES}"
+            )
         if self.question not in ("changes", "where"):
-            raise ValueError(f"spot_difference question must be 'changes' or 'where', got {self.question!r}")
+            raise ValueError(
+                f"spot_difference question must be 'changes' or 'where', got {self.question!r}"
+            )
         if self.question == "where" and set(self.changes) - set(WHERE_CHANGES):
             raise ValueError(
                 f"spot_difference question 'where' names the changed object as image 2 shows it, "
@@ -171,7 +175,9 @@ def make(rng: random.Random, cfg: SpotDifferenceConfig) -> Sample:
         prompt = f"{copy} {setting}{ask} Answer with <bbox>x1 y1 x2 y2</bbox>."
         think = "; ".join(f"the {shown[i]}" for i in order)
     else:
-        prompt = f"{setting}{sep}{copy} Box each difference in image 2 with <bbox>x1 y1 x2 y2</bbox>."
+        prompt = (
+            f"{setting}{sep}{copy} Box each difference in image 2 with <bbox>x1 y1 x2 y2</bbox>."
+        )
         # the think says what changed and leaves where to the boxes (as grounding's think does)
         count = f"{len(regions)} difference{'s' if many else ''}"
         think = f"{count}: " + "; ".join(phrases[i] for i in order)

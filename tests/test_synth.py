@@ -234,12 +234,19 @@ def test_easy_spot_difference_asks_as_grounding_and_names_the_changed_object():
     rng, kinds = random.Random(4), set()
     for _ in range(30):
         sample = spec.make(rng, spec.preset("easy"))
-        assert sample.prompt.startswith("Image 2 is a changed copy of image 1. Image 1: <image> Image 2: <image>")
-        assert sample.prompt.endswith("<image>Where is the difference? Answer with <bbox>x1 y1 x2 y2</bbox>.")
+        assert sample.prompt.startswith(
+            "Image 2 is a changed copy of image 1. Image 1: <image> Image 2: <image>"
+        )
+        assert sample.prompt.endswith(
+            "<image>Where is the difference? Answer with <bbox>x1 y1 x2 y2</bbox>."
+        )
         name = sample.reference_response.removeprefix("<think>the ").split("</think>")[0]
         (box,) = sample.ground_truth["boxes"]
         first, second = (
-            {(o["colour"] + " " + o["shape"], tuple(o["box"])) for o in sample.content[k]["objects"]}
+            {
+                (o["colour"] + " " + o["shape"], tuple(o["box"]))
+                for o in sample.content[k]["objects"]
+            }
             for k in ("first", "second")
         )
         assert (name, tuple(box)) in second and (name, tuple(box)) not in first
@@ -258,7 +265,9 @@ def test_spot_difference_where_refuses_changes_that_leave_image_2():
         config_with(get_task("spot_difference").preset("easy"), {"changes": ["colour", "remove"]})
     with pytest.raises(ValueError, match="unknown"):
         config_with(get_task("spot_difference").preset("hard"), {"changes": ["teleport"]})
-    cfg = config_with(get_task("spot_difference").preset("easy"), {"question": "changes", "changes": ["remove"]})
+    cfg = config_with(
+        get_task("spot_difference").preset("easy"), {"question": "changes", "changes": ["remove"]}
+    )
     (rec,) = generate("spot_difference", 1, seed=0, configs={"spot_difference": cfg})
     assert "is gone" in rec.extra_info.reference_response
 
