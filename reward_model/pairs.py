@@ -10,6 +10,7 @@ with a response that breaks that format.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -201,11 +202,15 @@ _BOX = re.compile(r"(<bbox>)\s*(-?\d+)\s+(-?\d+)\s+(-?\d+)\s+(-?\d+)\s*(</bbox>)
 
 
 def _shift_boxes(solution: str, rng: random.Random) -> str:
+    """Each box moved, same size, on the same lattice as its own corners (a box on a 250 grid
+    stays on it), so the wrong box differs from the right one only in where it is."""
+
     def move(m: re.Match[str]) -> str:
         x1, y1, x2, y2 = (int(m.group(i)) for i in range(2, 6))
         w, h = x2 - x1, y2 - y1
-        nx = rng.randrange(0, max(1, 1001 - w), 50)
-        ny = rng.randrange(0, max(1, 1001 - h), 50)
+        step = max(1, math.gcd(x1, y1, x2, y2, 1000))
+        nx = rng.randrange(0, max(1, 1001 - w), step)
+        ny = rng.randrange(0, max(1, 1001 - h), step)
         return f"<bbox>{nx} {ny} {nx + w} {ny + h}</bbox>"
 
     return _BOX.sub(move, solution)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from reward_model.layout import QUESTION, clean_response, comparison_messages, n
 from reward_model.model import PairInput, RewardModel, read_rm_config
 from reward_model.pairs import (
     Pair,
+    _shift_boxes,
     caption_rejections,
     format_rejections,
     pairs_from_records,
@@ -196,6 +198,31 @@ def test_verifiable_pairs_are_scored_lower_by_their_verifier():
         if name == "puzzle":  # another of the candidates the prompt names, not a garbled answer
             answer = pair.rejected.split("</think>")[1]
             assert answer != rec.ground_truth["answer"] and f"{answer}" in rec.user_text()
+
+
+def test_wrong_boxes_stay_on_the_lattice_of_the_right_one():
+    # easy scenes put boxes on a 250 grid; a wrong box off that grid would be told apart by its
+    # digits alone (an RM learnt exactly that shortcut), so it moves on the same grid
+    records = generate(["grounding", "spot_difference"], 40, seed=4)
+    boxes = re.compile(r"<bbox>(.*?)</bbox>")
+    seen = 0
+    for pair in pairs_from_records(records, format_share=0):
+        right = [int(v) for b in boxes.findall(pair.chosen) for v in b.split()]
+        wrong = [int(v) for b in boxes.findall(pair.rejected) for v in b.split()]
+        if not wrong:
+            continue  # the "no box at all" rejection
+        step = math.gcd(*right, 1000)
+        assert step >= 50, right
+        assert all(v % step == 0 for v in wrong), (pair.chosen, pair.rejected)
+        assert wrong != right
+        seen += 1
+    assert seen >= 20
+    # off-grid boxes (pixel-level truths) still move in fine steps
+    rng = random.Random(0)
+    moved = _shift_boxes("<bbox>13 20 113 77</bbox>", rng)
+    assert moved != "<bbox>13 20 113 77</bbox>"
+    x1, y1, x2, y2 = (int(v) for v in boxes.findall(moved)[0].split())
+    assert (x2 - x1, y2 - y1) == (100, 57)
 
 
 def test_format_rejections_break_the_format():
