@@ -614,7 +614,10 @@ def uniform_groups_dropped(outputs: list[RolloutOutput], scores: list[Scored]) -
 
 
 def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[str, float]:
-    """Per task: accuracy (rule) or mean reward (model); plus the verifiable mean and counts."""
+    """Per task: accuracy (rule) or mean reward (model); plus the verifiable mean and counts.
+
+    Each accuracy comes with its binomial standard error under ``se/<key>``, so a before/after
+    change can be read against the noise of a few dozen prompts per task."""
     by_task: dict[str, list[Scored]] = defaultdict(list)
     for r, s in zip(records, scores, strict=True):
         by_task[task_of(r)].append(s)
@@ -628,6 +631,7 @@ def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[st
         if not ok:
             continue
         out[f"acc/{task}"] = float(np.mean([s.correct for s in ok]))
+        out[f"se/acc/{task}"] = binomial_se(out[f"acc/{task}"], len(ok))
         out[f"reward/{task}"] = float(np.mean([s.reward for s in ok]))
         out[f"format/{task}"] = float(np.mean([s.format_ok for s in ok]))
         if ok[0].source == "rule":
@@ -636,12 +640,18 @@ def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[st
             model_rewards += [s.reward for s in ok]
     if rule_correct:
         out["verifiable_acc"] = float(np.mean(rule_correct))
+        out["se/verifiable_acc"] = binomial_se(out["verifiable_acc"], len(rule_correct))
     if model_rewards:
         out["model_reward"] = float(np.mean(model_rewards))
     out["format_rate"] = float(np.mean([s.format_ok for s in scores])) if scores else 0.0
     out["n"] = float(len(scores))
     out["excluded"] = float(excluded)
     return out
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` measured on ``n`` independent prompts."""
+    return float(np.sqrt(p * (1.0 - p) / n)) if n > 0 else float("nan")
 
 
 def _read_evals(run_dir: Path) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ before/after eval table, from ``metrics.jsonl`` and ``eval.jsonl``."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +11,25 @@ from rl.tracking import latest_per_iteration, read_jsonl
 
 
 def eval_table(before: dict[str, Any], after: dict[str, Any]) -> str:
-    """A markdown table: one row per eval figure, columns before / after / change."""
-    keys = [k for k in {**before, **after} if k not in ("iteration", "label", "n", "excluded")]
+    """A markdown table: one row per eval figure, columns before / after / change.
+
+    Where both evals carry a standard error (``se/<key>``), the change shows ± the standard
+    error of the difference, sqrt(se_before² + se_after²): the two evals are treated as
+    independent samples, which overstates the noise a little when they share their prompts.
+    """
+    skip = ("iteration", "label", "n", "excluded")
+    keys = [k for k in {**before, **after} if k not in skip and not k.startswith("se/")]
     order = ["verifiable_acc", "model_reward", "format_rate"]
     keys = [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
-    lines = ["| held-out (greedy) | before | after | change |", "|---|---:|---:|---:|"]
+    lines = ["| held-out (greedy) | before | after | change (± 1 s.e.) |", "|---|---:|---:|---:|"]
     for k in keys:
         b, a = before.get(k), after.get(k)
-        change = (
-            f"{a - b:+.3f}" if isinstance(a, int | float) and isinstance(b, int | float) else ""
-        )
+        change = ""
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            change = f"{a - b:+.3f}"
+            se_b, se_a = before.get(f"se/{k}"), after.get(f"se/{k}")
+            if isinstance(se_b, int | float) and isinstance(se_a, int | float):
+                change += f" ± {math.hypot(se_b, se_a):.3f}"
         lines.append(f"| {k} | {_fmt(b)} | {_fmt(a)} | {change} |")
     n_b, n_a = before.get("n"), after.get("n")
     lines.append(f"| prompts (excluded) | {_fmt_n(n_b, before)} | {_fmt_n(n_a, after)} | |")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -198,6 +200,28 @@ def test_summarise_eval_separates_sources_and_exclusions():
     assert out["acc/math"] == 1.0 and out["verifiable_acc"] == 1.0
     assert out["model_reward"] == pytest.approx(0.5)
     assert out["excluded"] == 1.0 and out["n"] == 4.0
+    # one scored math prompt, solved: p = 1, so no spread; captions (model) carry no accuracy s.e.
+    assert out["se/verifiable_acc"] == 0.0 and out["se/acc/math"] == 0.0
+    assert "se/model_reward" not in out
+
+
+def test_eval_standard_errors_by_hand_and_in_the_before_after_table():
+    from rl.controller import binomial_se
+    from rl.report import eval_table
+
+    recs = synth(["math"], 4, seed=0)
+    right = [Scored(1.0, True, True, "rule")] * 3 + [Scored(0.0, False, True, "rule")]
+    out = summarise_eval(recs, right)
+    assert out["verifiable_acc"] == 0.75
+    assert out["se/verifiable_acc"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert math.isnan(binomial_se(0.5, 0))
+    before = {"verifiable_acc": 0.5, "se/verifiable_acc": 0.03, "format_rate": 1.0, "n": 40}
+    after = {"verifiable_acc": 0.6, "se/verifiable_acc": 0.04, "format_rate": 1.0, "n": 40}
+    table = eval_table(before, after)
+    assert "| verifiable_acc | 0.500 | 0.600 | +0.100 ± 0.050 |" in table
+    assert "| format_rate | 1.000 | 1.000 | +0.000 |" in table  # no s.e. given: none shown
+    assert "se/" not in table
 
 
 def test_moderate_difficulty_filter_keeps_prompts_between_the_bounds():
