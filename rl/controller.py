@@ -613,21 +613,26 @@ def uniform_groups_dropped(outputs: list[RolloutOutput], scores: list[Scored]) -
     return sorted(keep)
 
 
-def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[str, float]:
+def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[str, Any]:
     """Per task: accuracy (rule) or mean reward (model); plus the verifiable mean and counts.
 
-    Each accuracy comes with its binomial standard error under ``se/<key>``, so a before/after
-    change can be read against the noise of a few dozen prompts per task."""
+    Each accuracy comes with its binomial standard error under ``se/<key>``, and each task's
+    per-prompt results, in prompt order, under ``outcomes/<task>`` (``1`` correct, ``0`` not,
+    ``-`` excluded; ``outcomes/verifiable_acc`` joins the verifier-scored tasks'): two evals of
+    the same prompts can then be compared prompt by prompt (`rl.report.eval_table`)."""
     by_task: dict[str, list[Scored]] = defaultdict(list)
     for r, s in zip(records, scores, strict=True):
         by_task[task_of(r)].append(s)
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     rule_correct: list[bool] = []
+    rule_outcomes = ""  # the verifier-scored tasks' outcome strings, in task order
     model_rewards: list[float] = []
     excluded = 0
     for task, ss in sorted(by_task.items()):
         ok = [s for s in ss if s.reward is not None]
         excluded += len(ss) - len(ok)
+        outcomes = "".join("-" if s.reward is None else "1" if s.correct else "0" for s in ss)
+        out[f"outcomes/{task}"] = outcomes
         if not ok:
             continue
         out[f"acc/{task}"] = float(np.mean([s.correct for s in ok]))
@@ -636,11 +641,13 @@ def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[st
         out[f"format/{task}"] = float(np.mean([s.format_ok for s in ok]))
         if ok[0].source == "rule":
             rule_correct += [s.correct for s in ok]
+            rule_outcomes += outcomes
         else:
             model_rewards += [s.reward for s in ok]
     if rule_correct:
         out["verifiable_acc"] = float(np.mean(rule_correct))
         out["se/verifiable_acc"] = binomial_se(out["verifiable_acc"], len(rule_correct))
+        out["outcomes/verifiable_acc"] = rule_outcomes
     if model_rewards:
         out["model_reward"] = float(np.mean(model_rewards))
     out["format_rate"] = float(np.mean([s.format_ok for s in scores])) if scores else 0.0

@@ -4,6 +4,7 @@ before/after eval table, from ``metrics.jsonl`` and ``eval.jsonl``."""
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,18 @@ from rl.tracking import latest_per_iteration, read_jsonl
 def eval_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     """A markdown table: one row per eval figure, columns before / after / change.
 
-    Where both evals carry a standard error (``se/<key>``), the change shows ± the standard
-    error of the difference, sqrt(se_before² + se_after²): the two evals are treated as
-    independent samples, which overstates the noise a little when they share their prompts.
+    The change of an accuracy shows ± one standard error. When both evals hold per-prompt
+    results of the same prompts (``outcomes/<task>``), it is the paired one, from the
+    prompt-by-prompt differences (`paired_se`); otherwise the two evals are taken as
+    independent, sqrt(se_before² + se_after²) from their ``se/<key>``.
     """
     skip = ("iteration", "label", "n", "excluded")
-    keys = [k for k in {**before, **after} if k not in skip and not k.startswith("se/")]
+    keys = [
+        k for k in {**before, **after} if k not in skip and not k.startswith(("se/", "outcomes/"))
+    ]
     order = ["verifiable_acc", "model_reward", "format_rate"]
     keys = [k for k in order if k in keys] + sorted(k for k in keys if k not in order)
+    paired = paired_errors(before, after)
     lines = ["| held-out (greedy) | before | after | change (± 1 s.e.) |", "|---|---:|---:|---:|"]
     for k in keys:
         b, a = before.get(k), after.get(k)
@@ -28,12 +33,38 @@ def eval_table(before: dict[str, Any], after: dict[str, Any]) -> str:
         if isinstance(a, int | float) and isinstance(b, int | float):
             change = f"{a - b:+.3f}"
             se_b, se_a = before.get(f"se/{k}"), after.get(f"se/{k}")
-            if isinstance(se_b, int | float) and isinstance(se_a, int | float):
+            if k in paired:
+                change += f" ± {paired[k]:.3f}"
+            elif isinstance(se_b, int | float) and isinstance(se_a, int | float):
                 change += f" ± {math.hypot(se_b, se_a):.3f}"
         lines.append(f"| {k} | {_fmt(b)} | {_fmt(a)} | {change} |")
     n_b, n_a = before.get("n"), after.get("n")
     lines.append(f"| prompts (excluded) | {_fmt_n(n_b, before)} | {_fmt_n(n_a, after)} | |")
     return "\n".join(lines)
+
+
+def paired_se(before: str, after: str) -> float | None:
+    """Standard error of the mean change in accuracy over the prompts both evals scored, from
+    two outcome strings of the same prompts (``1``/``0``, ``-`` excluded); None when they do not
+    line up or fewer than two prompts were scored in both."""
+    if len(before) != len(after):
+        return None
+    diffs = [int(a) - int(b) for b, a in zip(before, after, strict=True) if "-" not in (a, b)]
+    return statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) >= 2 else None
+
+
+def paired_errors(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Paired standard errors, keyed like the figures they belong to (``acc/<task>``,
+    ``verifiable_acc``), from the ``outcomes/...`` strings both evals hold."""
+    out: dict[str, float] = {}
+    for key, b in before.items():
+        a = after.get(key)
+        if key.startswith("outcomes/") and isinstance(b, str) and isinstance(a, str):
+            figure = key.removeprefix("outcomes/")
+            se = paired_se(b, a)
+            if se is not None:
+                out[figure if figure == "verifiable_acc" else f"acc/{figure}"] = se
+    return out
 
 
 def _fmt(v: Any) -> str:

@@ -216,12 +216,38 @@ def test_eval_standard_errors_by_hand_and_in_the_before_after_table():
     assert out["se/verifiable_acc"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
     assert binomial_se(0.5, 100) == pytest.approx(0.05)
     assert math.isnan(binomial_se(0.5, 0))
+    assert out["outcomes/math"] == "1110" and out["outcomes/verifiable_acc"] == "1110"
     before = {"verifiable_acc": 0.5, "se/verifiable_acc": 0.03, "format_rate": 1.0, "n": 40}
     after = {"verifiable_acc": 0.6, "se/verifiable_acc": 0.04, "format_rate": 1.0, "n": 40}
-    table = eval_table(before, after)
+    table = eval_table(before, after)  # no per-prompt outcomes: unpaired, hypot(0.03, 0.04)
     assert "| verifiable_acc | 0.500 | 0.600 | +0.100 ± 0.050 |" in table
     assert "| format_rate | 1.000 | 1.000 | +0.000 |" in table  # no s.e. given: none shown
     assert "se/" not in table
+
+
+def test_paired_standard_error_from_per_prompt_outcomes_by_hand():
+    from rl.report import eval_table, paired_se
+
+    # differences 0, 1, 0, 0: mean 0.25, sample variance 0.25, s.e. sqrt(0.25 / 4) = 0.25
+    assert paired_se("0011", "0111") == pytest.approx(0.25)
+    assert paired_se("0011", "0011") == 0.0  # the same answers: no noise in the change
+    assert paired_se("0-11", "01-1") == pytest.approx(0.0)  # '-' on either side is left out
+    assert paired_se("01", "011") is None and paired_se("0-", "1-") is None
+    # Excluded prompts keep their place, so outcome strings of the same prompts line up
+    recs = synth(["math", "caption"], 6, seed=0)  # math, caption, ... alternating
+    rule = lambda ok: Scored(float(ok), ok, True, "rule")  # noqa: E731
+    model = Scored(0.7, True, True, "model")
+    first = summarise_eval(recs, [rule(False), model, rule(True), model, rule(False), model])
+    second = summarise_eval(recs, [rule(True), model, rule(True), model, rule(True), model])
+    assert first["outcomes/math"] == "010" and second["outcomes/math"] == "111"
+    assert first["outcomes/caption"] == "111"
+    assert first["outcomes/verifiable_acc"] == "010"  # the caption (model) prompts are not in it
+    table = eval_table(first, second)
+    # paired: differences 1, 0, 1 -> mean 2/3, stdev sqrt(1/3), s.e. sqrt(1/3) / sqrt(3) = 1/3
+    assert "| verifiable_acc | 0.333 | 1.000 | +0.667 ± 0.333 |" in table
+    assert "| acc/math | 0.333 | 1.000 | +0.667 ± 0.333 |" in table
+    assert "| acc/caption | 1.000 | 1.000 | +0.000 ± 0.000 |" in table
+    assert "outcomes/" not in table
 
 
 def test_moderate_difficulty_filter_keeps_prompts_between_the_bounds():
