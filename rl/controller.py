@@ -483,7 +483,7 @@ class Controller:
 
     # ------------------------------------------------------------------ eval
 
-    def evaluate(self, label: str) -> dict[str, float]:
+    def evaluate(self, label: str) -> dict[str, Any]:
         """Greedy responses on the held-out split, scored by the same router; per-task figures."""
         cfg = self.cfg
         records = (
