@@ -7,6 +7,7 @@ debug route on; ``verifier_server_factory`` starts more servers with other setti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,11 +34,24 @@ PROBE_TIMEOUT_S = 2.0  # the session verifier server's per-item timeout
 os.environ["TERMINAL_WIDTH"] = "1000"
 
 
+def find_free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now.
+
+    All ``n`` sockets stay bound until every port is chosen: ports picked one after another
+    may repeat (the kernel hands a just-released port out again), and two services told the
+    same port make one of them fail at start-up."""
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)
+        ]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
 def find_free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return find_free_ports(1)[0]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO_DIR, find_free_port
+from conftest import REPO_DIR, find_free_ports
 
 from services.compose import ComposeError, interpolate, load, start_order
 from services.healthcheck import check as check_health
@@ -78,11 +78,12 @@ def test_up_detached_then_down_leaves_nothing(tmp_path):
         capture_output=True,
         timeout=120,
     )
+    verifier_port, redis_port, rm_port = find_free_ports(3)
     env = {
         **os.environ,
-        "VERIFIER_PORT": str(find_free_port()),
-        "REDIS_PORT": str(find_free_port()),
-        "RM_PORT": str(find_free_port()),
+        "VERIFIER_PORT": str(verifier_port),
+        "REDIS_PORT": str(redis_port),
+        "RM_PORT": str(rm_port),
         "RM_MODEL": str(rm_dir),
         "VERIFIER_WORKERS": "1",
     }

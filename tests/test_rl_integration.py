@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,16 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import find_free_port, find_free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TRAIN_N, TEST_N = 64, 8
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -47,7 +41,7 @@ class RayHead:
 def ray_head():
     # a short temp dir: Ray's unix socket paths must stay under ~100 characters
     temp = tempfile.mkdtemp(prefix="hrl-ray-", dir="/tmp")
-    port, dash, agent = _port(), _port(), _port()
+    port, dash, agent = find_free_ports(3)
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -121,7 +115,7 @@ def formatted_policy(tmp_path_factory, rl_data):
 def rm_server(formatted_policy, tmp_path_factory):
     from reward_model.client import RewardModelClient
 
-    port = _port()
+    port = find_free_port()
     log = open(tmp_path_factory.mktemp("rm") / "rm.log", "wb")
     proc = subprocess.Popen(
         [str(BIN / "hybridrl"), "serve", "reward-model", "--model", str(formatted_policy),
