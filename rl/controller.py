@@ -32,6 +32,7 @@ from rl.batching import (
 from rl.cluster import Placement, Role, get, init_ray
 from rl.config import TrainConfig
 from rl.data import draw, load_prompts, open_ledger, task_of
+from rl.report import binomial_se
 from rl.rewards import RewardRouter, Scored
 from rl.rollout import RolloutOutput, RolloutPrompt, SamplingParams
 from rl.tracking import Tracker
@@ -617,7 +618,7 @@ def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[st
     """Per task: accuracy (rule) or mean reward (model); plus the verifiable mean and counts.
 
     Each accuracy comes with its binomial standard error under ``se/<key>``, and each task's
-    per-prompt results, in prompt order, under ``outcomes/<task>`` (``1`` correct, ``0`` not,
+    per-prompt results, in prompt order, under ``outcomes/<key>`` (``1`` correct, ``0`` not,
     ``-`` excluded; ``outcomes/verifiable_acc`` joins the verifier-scored tasks'): two evals of
     the same prompts can then be compared prompt by prompt (`rl.report.eval_table`)."""
     by_task: dict[str, list[Scored]] = defaultdict(list)
@@ -632,7 +633,7 @@ def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[st
         ok = [s for s in ss if s.reward is not None]
         excluded += len(ss) - len(ok)
         outcomes = "".join("-" if s.reward is None else "1" if s.correct else "0" for s in ss)
-        out[f"outcomes/{task}"] = outcomes
+        out[f"outcomes/acc/{task}"] = outcomes
         if not ok:
             continue
         out[f"acc/{task}"] = float(np.mean([s.correct for s in ok]))
@@ -654,11 +655,6 @@ def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[st
     out["n"] = float(len(scores))
     out["excluded"] = float(excluded)
     return out
-
-
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of an accuracy ``p`` measured on ``n`` independent prompts."""
-    return float(np.sqrt(p * (1.0 - p) / n)) if n > 0 else float("nan")
 
 
 def _read_evals(run_dir: Path) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ def eval_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     """A markdown table: one row per eval figure, columns before / after / change.
 
     The change of an accuracy shows ± one standard error. When both evals hold per-prompt
-    results of the same prompts (``outcomes/<task>``), it is the paired one, from the
+    results of the same prompts (``outcomes/<key>``), it is the paired one, from the
     prompt-by-prompt differences (`paired_se`); otherwise the two evals are taken as
     independent, sqrt(se_before² + se_after²) from their ``se/<key>``.
     """
@@ -43,6 +43,11 @@ def eval_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` measured on ``n`` independent prompts."""
+    return math.sqrt(p * (1.0 - p) / n) if n > 0 else float("nan")
+
+
 def paired_se(before: str, after: str) -> float | None:
     """Standard error of the mean change in accuracy over the prompts both evals scored, from
     two outcome strings of the same prompts (``1``/``0``, ``-`` excluded); None when they do not
@@ -54,16 +59,15 @@ def paired_se(before: str, after: str) -> float | None:
 
 
 def paired_errors(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    """Paired standard errors, keyed like the figures they belong to (``acc/<task>``,
-    ``verifiable_acc``), from the ``outcomes/...`` strings both evals hold."""
+    """Paired standard errors keyed like their figures (``acc/<task>``, ``verifiable_acc``),
+    from the ``outcomes/<figure>`` strings both evals hold."""
     out: dict[str, float] = {}
     for key, b in before.items():
         a = after.get(key)
         if key.startswith("outcomes/") and isinstance(b, str) and isinstance(a, str):
-            figure = key.removeprefix("outcomes/")
             se = paired_se(b, a)
             if se is not None:
-                out[figure if figure == "verifiable_acc" else f"acc/{figure}"] = se
+                out[key.removeprefix("outcomes/")] = se
     return out
 
 

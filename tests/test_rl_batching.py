@@ -206,8 +206,7 @@ def test_summarise_eval_separates_sources_and_exclusions():
 
 
 def test_eval_standard_errors_by_hand_and_in_the_before_after_table():
-    from rl.controller import binomial_se
-    from rl.report import eval_table
+    from rl.report import binomial_se, eval_table
 
     recs = synth(["math"], 4, seed=0)
     right = [Scored(1.0, True, True, "rule")] * 3 + [Scored(0.0, False, True, "rule")]
@@ -216,7 +215,7 @@ def test_eval_standard_errors_by_hand_and_in_the_before_after_table():
     assert out["se/verifiable_acc"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
     assert binomial_se(0.5, 100) == pytest.approx(0.05)
     assert math.isnan(binomial_se(0.5, 0))
-    assert out["outcomes/math"] == "1110" and out["outcomes/verifiable_acc"] == "1110"
+    assert out["outcomes/acc/math"] == "1110" and out["outcomes/verifiable_acc"] == "1110"
     before = {"verifiable_acc": 0.5, "se/verifiable_acc": 0.03, "format_rate": 1.0, "n": 40}
     after = {"verifiable_acc": 0.6, "se/verifiable_acc": 0.04, "format_rate": 1.0, "n": 40}
     table = eval_table(before, after)  # no per-prompt outcomes: unpaired, hypot(0.03, 0.04)
@@ -239,8 +238,8 @@ def test_paired_standard_error_from_per_prompt_outcomes_by_hand():
     model = Scored(0.7, True, True, "model")
     first = summarise_eval(recs, [rule(False), model, rule(True), model, rule(False), model])
     second = summarise_eval(recs, [rule(True), model, rule(True), model, rule(True), model])
-    assert first["outcomes/math"] == "010" and second["outcomes/math"] == "111"
-    assert first["outcomes/caption"] == "111"
+    assert first["outcomes/acc/math"] == "010" and second["outcomes/acc/math"] == "111"
+    assert first["outcomes/acc/caption"] == "111"
     assert first["outcomes/verifiable_acc"] == "010"  # the caption (model) prompts are not in it
     table = eval_table(first, second)
     # paired: differences 1, 0, 1 -> mean 2/3, stdev sqrt(1/3), s.e. sqrt(1/3) / sqrt(3) = 1/3
