@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rl.core_algos import gae
 from vlm.processor import Encoded
 
 
@@ -232,30 +233,45 @@ def plan_inference(
 
 
 def group_advantages(
-    rewards: torch.Tensor,
+    token_rewards: torch.Tensor,
     groups: Sequence[int],
     mask: torch.Tensor,
+    gamma: float = 1.0,
     eps: float = 1e-6,
     *,
     std_normalize: bool = True,
 ) -> torch.Tensor:
-    """Per-token advantages R − mean of the prompt's group, divided by the group's std + eps when
-    ``std_normalize``: the baseline a critic learns, taken from the n responses of the same
-    prompt instead.
+    """Per-token advantages G_t − mean of the group's G_0: each response's return-to-go
+    against the returns of the other responses to its prompt, the baseline a critic learns
+    taken from the group instead; divided by the std of the group's G_0 + eps when
+    ``std_normalize``.
+
+    ``token_rewards`` are `core_algos.token_rewards`' r_t = −β·KL_t (+ R on the last token),
+    so the per-prompt KL acts here as it does under GAE: with β = 0 every G_t is R and the
+    advantage is R − mean(R); with β > 0 a token is also charged the KL of what follows it.
 
     Dividing by the std turns any spread, however small, into unit-size advantages: right for
     0/1 verifier rewards, but a reward model that barely tells responses apart (scores within
     0.01 of each other) would get full-size advantages out of its noise. Without it, a group's
     advantages stay as large as its rewards differ.
     """
-    adv = torch.zeros_like(rewards, dtype=torch.float32)
+    rtg, _ = gae(
+        token_rewards.float(),
+        torch.zeros_like(token_rewards, dtype=torch.float32),
+        mask,
+        gamma,
+        1.0,
+    )
+    first = (mask.cumsum(-1) == 1) & mask.bool()  # each row's first response token
+    totals = (rtg * first).sum(-1)
+    adv = torch.zeros_like(rtg)
     ids = torch.tensor(list(groups))
     for g in ids.unique():
         rows = ids == g
-        r = rewards[rows].float()
-        centred = r - r.mean()
+        g0 = totals[rows]
+        centred = rtg[rows] - g0.mean()
         if std_normalize:
-            std = r.std(unbiased=False) if int(rows.sum()) > 1 else torch.tensor(0.0)
+            std = g0.std(unbiased=False) if int(rows.sum()) > 1 else torch.tensor(0.0)
             centred = centred / (std + eps)
         adv[rows] = centred
-    return adv.unsqueeze(-1) * mask
+    return adv * mask

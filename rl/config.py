@@ -90,8 +90,9 @@ class PPOConfig(_Section):
     whiten_advantages: bool = True
     advantage: Literal["gae", "group"] = Field(
         "gae",
-        description="gae: GAE on the critic's values (the report's PPO); group: each response "
-        "against the other responses to its prompt (the critic is still trained and logged)",
+        description="gae: GAE on the critic's values (the report's PPO); group: each response's "
+        "return-to-go (R and the per-prompt KL charges) against its prompt group's mean return "
+        "(the critic is still trained and logged)",
     )
     group_std_normalize: bool = Field(
         True,

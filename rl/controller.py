@@ -299,9 +299,10 @@ class Controller:
         advantages, returns = ca.gae(token_rewards, values, mask, cfg.ppo.gamma, cfg.ppo.lam)
         if cfg.ppo.advantage == "group":
             advantages = group_advantages(
-                rewards,
+                token_rewards,
                 [o.prompt for o in outputs],
                 mask,
+                cfg.ppo.gamma,
                 std_normalize=cfg.ppo.group_std_normalize,
             )
         if cfg.ppo.whiten_advantages:

@@ -280,20 +280,50 @@ def test_uniform_groups_are_left_out_of_training():
     assert uniform_groups_dropped(outs, scores) == [2, 3, 4, 5, 6]
 
 
+def _outcome_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    from rl.core_algos import token_rewards
+
+    return token_rewards(rewards, torch.zeros_like(mask), torch.zeros(len(rewards)), mask)
+
+
 def test_group_advantages_compare_responses_of_the_same_prompt():
     from rl.batching import group_advantages
 
     rewards = torch.tensor([1.0, 0.0, 0.5, 0.5, 1.0])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0]]).float()
-    adv = group_advantages(rewards, [0, 0, 1, 1, 2], mask)
+    adv = group_advantages(_outcome_rewards(rewards, mask), [0, 0, 1, 1, 2], mask)
     assert torch.allclose(adv[0], torch.tensor([1.0, 1.0, 0.0]), atol=1e-4)  # (1-.5)/.5
     assert torch.allclose(adv[1], torch.tensor([-1.0, 0.0, 0.0]), atol=1e-4)
     assert adv[2:].abs().max() == 0  # a uniform group, and a lone response: no signal
     # a reward model scoring 0.50 vs 0.51: unit advantages with std, 0.005 without
     close = torch.tensor([0.50, 0.51])
     two = torch.ones(2, 1)
+    tr = _outcome_rewards(close, two)
     assert torch.allclose(
-        group_advantages(close, [0, 0], two)[:, 0], torch.tensor([-1.0, 1.0]), atol=1e-3
+        group_advantages(tr, [0, 0], two)[:, 0], torch.tensor([-1.0, 1.0]), atol=1e-3
     )
-    plain = group_advantages(close, [0, 0], two, std_normalize=False)[:, 0]
+    plain = group_advantages(tr, [0, 0], two, std_normalize=False)[:, 0]
     assert torch.allclose(plain, torch.tensor([-0.005, 0.005]), atol=1e-6)
+
+
+def test_group_advantages_charge_each_token_the_kl_that_follows_it():
+    from rl.batching import group_advantages
+    from rl.core_algos import token_rewards
+
+    # one prompt, β = 0.1: R = 1 with KL 0.5 on each of 3 tokens; R = 0 with KL 1 on each of 2
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]]).float()
+    kl = torch.tensor([[0.5, 0.5, 0.5], [1.0, 1.0, 0.0]])
+    tr = token_rewards(torch.tensor([1.0, 0.0]), kl, torch.tensor([0.1, 0.1]), mask)
+    # returns-to-go: [0.85, 0.90, 0.95] and [-0.2, -0.1]; baseline (0.85 - 0.2) / 2 = 0.325
+    adv = group_advantages(tr, [0, 0], mask, std_normalize=False)
+    assert torch.allclose(adv[0], torch.tensor([0.525, 0.575, 0.625]), atol=1e-6)
+    assert torch.allclose(adv[1], torch.tensor([-0.525, -0.425, 0.0]), atol=1e-6)
+    # divided by the std of the group's whole returns (0.85, -0.2): 0.525
+    scaled = group_advantages(tr, [0, 0], mask)
+    assert torch.allclose(scaled[0], torch.tensor([1.0, 0.575 / 0.525, 0.625 / 0.525]), atol=1e-5)
+    # left padding: the same numbers on the real tokens
+    left = torch.tensor([[1, 1, 1], [0, 1, 1]]).float()
+    kl_left = torch.tensor([[0.5, 0.5, 0.5], [0.0, 1.0, 1.0]])
+    tr_left = token_rewards(torch.tensor([1.0, 0.0]), kl_left, torch.tensor([0.1, 0.1]), left)
+    adv_left = group_advantages(tr_left, [0, 0], left, std_normalize=False)
+    assert torch.allclose(adv_left[1], torch.tensor([0.0, -0.525, -0.425]), atol=1e-6)
