@@ -104,7 +104,8 @@ class PPOConfig(_Section):
     drop_uniform_groups: bool = Field(
         False,
         description="online difficulty filter: leave out verifier prompts whose n responses "
-        "all scored alike (all solved or all failed)",
+        "all scored alike (all solved or all failed); off while kl.verifiable > 0, since the "
+        "KL charge still tells such responses apart",
     )
 
 

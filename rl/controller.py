@@ -237,8 +237,9 @@ class Controller:
         metrics["samples/excluded"] = float(len(scores) - len(scored))
         outputs, scores = [outputs[i] for i in scored], [scores[i] for i in scored]
         # online difficulty filter: a rule prompt whose responses all scored alike teaches
-        # nothing but a push on its whole distribution when the critic cannot tell it apart
-        if cfg.ppo.drop_uniform_groups:
+        # nothing but a push on its whole distribution when the critic cannot tell it apart;
+        # with a KL charge on rule prompts (kl.verifiable > 0) such a group still carries it
+        if cfg.ppo.drop_uniform_groups and cfg.kl.verifiable == 0:
             train = uniform_groups_dropped(outputs, scores)
         else:
             train = list(range(len(outputs)))
