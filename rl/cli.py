@@ -99,11 +99,16 @@ def filter_prompts(
         ),
         FormatConfig(),
     )
-    scores = score_samples(engine, router, records, samples, max_new_tokens, seed)
+    scores = score_samples(
+        engine, router, records, samples, max_new_tokens, seed, chunk=batch, progress=True
+    )
     kept, stats = keep_moderate(records, scores, low, high)
     router.close()
     for s in stats:
-        typer.echo(f"{s.task:<16} kept {s.kept:>5}/{s.total:<5} mean reward {s.mean_reward:.3f}")
+        typer.echo(
+            f"{s.task:<16} kept {s.kept:>5}/{s.total:<5} mean reward {s.mean_reward:.3f}"
+            f"  well-formed {s.well_formed}/{s.samples}"
+        )
     if not kept:
         typer.echo("error: no prompt of moderate difficulty; widen --low/--high", err=True)
         raise typer.Exit(code=1)

@@ -22,6 +22,8 @@ class FilterStats:
     total: int
     kept: int
     mean_reward: float
+    samples: int = 0
+    well_formed: int = 0  # samples that passed the format check (the rest never reach a scorer)
 
 
 def keep_moderate(
@@ -34,7 +36,9 @@ def keep_moderate(
     ignored; a prompt with no scored sample is dropped), and per-task counts."""
     kept: list[PromptRecord] = []
     per_task: dict[str, list[tuple[bool, float]]] = defaultdict(list)
+    formats: dict[str, list[bool]] = defaultdict(list)
     for rec, ss in zip(records, scores, strict=True):
+        formats[task_of(rec)] += [s.format_ok for s in ss]
         rewards = [s.reward for s in ss if s.reward is not None]
         mean = sum(rewards) / len(rewards) if rewards else float("nan")
         ok = bool(rewards) and low <= mean <= high
@@ -42,7 +46,14 @@ def keep_moderate(
         if ok:
             kept.append(rec)
     stats = [
-        FilterStats(t, len(v), sum(k for k, _ in v), sum(m for _, m in v) / len(v))
+        FilterStats(
+            t,
+            len(v),
+            sum(k for k, _ in v),
+            sum(m for _, m in v) / len(v),
+            len(formats[t]),
+            sum(formats[t]),
+        )
         for t, v in sorted(per_task.items())
     ]
     return kept, stats
@@ -55,18 +66,26 @@ def score_samples(
     k: int,
     max_tokens: int,
     seed: int,
+    *,
+    chunk: int = 64,
+    progress: bool = False,
 ) -> list[list[Scored]]:
-    """``k`` sampled responses (temperature 1) per record, scored; grouped per record."""
+    """``k`` sampled responses (temperature 1) per record, scored; grouped per record.
+
+    Records go through the engine ``chunk`` at a time (chunk i sampled with seed + i), under a
+    progress bar."""
+    from tqdm import tqdm
+
     from rl.controller import to_prompt
     from rl.rollout import SamplingParams
 
-    outs = engine.generate(
-        [to_prompt(r) for r in records],
-        SamplingParams(n=k, temperature=1.0, max_tokens=max_tokens),
-        seed,
-    )
-    scored = router.score([records[o.prompt] for o in outs], [o.text for o in outs])
+    params = SamplingParams(n=k, temperature=1.0, max_tokens=max_tokens)
     grouped: list[list[Scored]] = [[] for _ in records]
-    for o, s in zip(outs, scored, strict=True):
-        grouped[o.prompt].append(s)
+    starts = range(0, len(records), chunk)
+    for i, start in enumerate(tqdm(starts, desc="filter", unit="chunk", disable=not progress)):
+        part = records[start : start + chunk]
+        outs = engine.generate([to_prompt(r) for r in part], params, seed + i)
+        scored = router.score([part[o.prompt] for o in outs], [o.text for o in outs])
+        for o, s in zip(outs, scored, strict=True):
+            grouped[start + o.prompt].append(s)
     return grouped

@@ -4,6 +4,7 @@ chains into a second one."""
 
 import json
 import random
+import re
 import string
 import subprocess
 import sys
@@ -308,13 +309,11 @@ def puzzle_policy(tmp_path_factory):
     return root
 
 
-def _verified(url: str) -> float:
+def _verified(url: str, metric: str = "hybridrl_verifications_total{") -> float:
     """Items the verifier service has verified so far (its Prometheus counter)."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("hybridrl_verifications_total{")
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric)
     )
 
 
@@ -431,3 +430,41 @@ def test_tiny_iteration_through_the_cli_chains(puzzle_policy, verifier_server, t
 
     again = CliRunner().invoke(app, ["rs-iteration", "--config", str(cfg_path), "--iteration", "1"])
     assert again.exit_code == 1 and "completed iteration 1" in again.output
+
+
+def _filter(root, out, *extra):
+    return subprocess.run(
+        [HYBRIDRL, "filter-prompts", "--model", str(root / "policy"), "--data",
+         str(root / "cold.parquet"), "--out", str(out), *extra],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_filter_prompts_keeps_the_moderate_ones_through_the_verifier_api(
+    puzzle_policy, verifier_server, tmp_path
+):
+    """RL prompt filtering (the report's moderate-difficulty filter) on a policy that guesses
+    the letter: 4 samples per prompt through the verifier service, in chunks of 5 prompts."""
+    before = _verified(verifier_server.url)
+    common = ["-k", "4", "--batch", "5", "--max-new-tokens", "12", "--seed", "3"]
+    url = ["--verifier-url", verifier_server.url]
+    moderate = _filter(puzzle_policy, tmp_path / "kept.parquet", *common, *url)
+    assert moderate.returncode == 0, moderate.stdout[-2000:] + moderate.stderr[-2000:]
+    # every well-formed sample scored by the API (a broken one gets the format penalty without it)
+    formed = re.search(r"well-formed (\d+)/48", moderate.stdout)
+    assert formed and _verified(verifier_server.url) - before == int(formed[1]) > 0
+    kept = read_records(tmp_path / "kept.parquet")
+    assert 0 < len(kept) < 12  # a random letter: some prompts got no right answer in 4
+    assert f"{'puzzle':<16} kept {len(kept):>5}/12" in moderate.stdout
+    cold = read_records(puzzle_policy / "cold.parquet")
+    assert all(r in cold for r in kept)
+    # the bounds are the filter: [0, 1] keeps every prompt that got a scored sample
+    everything = _filter(
+        puzzle_policy, tmp_path / "all.parquet", *common, *url, "--low", "0", "--high", "1"
+    )
+    assert everything.returncode == 0, everything.stderr[-2000:]
+    assert len(read_records(tmp_path / "all.parquet")) == 12
+    # nothing in bounds: a clear error, no output file
+    none = _filter(puzzle_policy, tmp_path / "none.parquet", *common, *url, "--low", "0.99")
+    assert none.returncode == 1 and "widen --low/--high" in none.stderr
+    assert not (tmp_path / "none.parquet").exists()
