@@ -88,6 +88,11 @@ class PPOConfig(_Section):
     gamma: float = 1.0
     lam: float = 1.0
     whiten_advantages: bool = True
+    whiten_shift_mean: bool = Field(
+        True,
+        description="whitening subtracts the batch's token mean (GAE); off: scale only, so a "
+        "zero advantage stays zero (group advantages are centred per prompt already)",
+    )
     advantage: Literal["gae", "group"] = Field(
         "gae",
         description="gae: GAE on the critic's values (the report's PPO); group: each response's "

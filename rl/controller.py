@@ -239,8 +239,8 @@ class Controller:
         # online difficulty filter: a rule prompt whose responses all scored alike teaches
         # nothing but a push on its whole distribution when the critic cannot tell it apart;
         # with a KL charge on rule prompts (kl.verifiable > 0) such a group still carries it
-        if cfg.ppo.drop_uniform_groups and cfg.kl.verifiable == 0:
-            train = uniform_groups_dropped(outputs, scores)
+        if cfg.ppo.drop_uniform_groups:
+            train = uniform_groups_dropped(outputs, scores, cfg.kl.verifiable)
         else:
             train = list(range(len(outputs)))
         metrics["samples/trained"] = float(len(train))
@@ -306,8 +306,12 @@ class Controller:
                 cfg.ppo.gamma,
                 std_normalize=cfg.ppo.group_std_normalize,
             )
-        if cfg.ppo.whiten_advantages:
+        # the token mean whitening would subtract: the push every zero-advantage token gets
+        adv_token_mean = float(ca.masked_mean(advantages, mask))
+        if cfg.ppo.whiten_advantages and cfg.ppo.whiten_shift_mean:
             advantages = ca.masked_whiten(advantages, mask)
+        elif cfg.ppo.whiten_advantages:
+            advantages = ca.masked_scale(advantages, mask)
 
         # 6. critic update, then actor update (after the critic warm-up), over minibatches
         # the number of gradient updates stays as configured when samples were left out
@@ -347,6 +351,7 @@ class Controller:
             rows = [i for i, st in enumerate(styles) if st == src]
             m[f"kl/{src}"] = float(ca.masked_mean(kl[rows], mask[rows]))
         m["kl/mean"] = float(ca.masked_mean(kl, mask))
+        m["advantage/token_mean_before_whitening"] = adv_token_mean
         m["entropy/mean"] = float(ca.masked_mean(entropy, mask))
         m["critic/explained_variance"] = float(ca.explained_variance(values, returns, mask))
         m["critic/value_mean"] = float(ca.masked_mean(values, mask))
@@ -601,9 +606,15 @@ class Controller:
 # --------------------------------------------------------------------------- helpers
 
 
-def uniform_groups_dropped(outputs: list[RolloutOutput], scores: list[Scored]) -> list[int]:
+def uniform_groups_dropped(
+    outputs: list[RolloutOutput], scores: list[Scored], kl_verifiable: float = 0.0
+) -> list[int]:
     """Indices of the samples to train on: every sample except those of verifier-scored prompts
-    whose responses all got the same reward (all solved or all failed)."""
+    whose responses all got the same reward (all solved or all failed). With a KL charge on
+    verifier prompts (``kl_verifiable`` > 0) such responses still differ by the KL they carry,
+    so every sample stays."""
+    if kl_verifiable > 0:
+        return list(range(len(outputs)))
     groups: dict[int, list[int]] = defaultdict(list)
     for i, o in enumerate(outputs):
         groups[o.prompt].append(i)

@@ -44,6 +44,14 @@ def masked_whiten(
     return out * mask
 
 
+def masked_scale(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Divide ``x`` by its masked standard deviation without shifting it: a zero stays zero.
+
+    For advantages already centred per prompt group, where subtracting the batch's token mean
+    would hand every token of a zero-advantage response the same nonzero push."""
+    return x * torch.rsqrt(masked_var(x, mask) + eps) * mask
+
+
 # --------------------------------------------------------------------------- KL estimators
 
 KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

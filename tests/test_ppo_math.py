@@ -110,6 +110,15 @@ def test_masked_whiten_uses_masked_stats_only():
     assert torch.allclose(w, t([[-1.0, 0.0, 1.0, 0.0]]), atol=1e-6)
 
 
+def test_masked_scale_keeps_zero_advantages_at_zero():
+    # [0, 2, 0, -1] (last masked out of [0, 2, 0]): mean 2/3, unbiased var 4/3 -> x / sqrt(4/3)
+    x, mask = t([[0.0, 2.0, 0.0, -1.0]]), t([[1, 1, 1, 0]])
+    s = ca.masked_scale(x, mask)
+    assert torch.allclose(s, t([[0.0, 2.0 / (4 / 3) ** 0.5, 0.0, 0.0]]), atol=1e-6)
+    # whitening would have moved the zeros: (0 - 2/3) / sqrt(4/3)
+    assert ca.masked_whiten(x, mask)[0, 0].item() == pytest.approx(-(2 / 3) / (4 / 3) ** 0.5)
+
+
 def test_aggregation_modes():
     loss, mask = t([[1.0, 3.0], [5.0, 0.0]]), t([[1, 1], [1, 0]])
     assert ca.aggregate(loss, mask, "token-mean").item() == pytest.approx(3.0)

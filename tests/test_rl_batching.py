@@ -257,12 +257,13 @@ def test_moderate_difficulty_filter_keeps_prompts_between_the_bounds():
     scores = [
         [s(1.0), s(1.0)],  # always solved: dropped
         [s(0.0), s(1.0)],  # moderate: kept
-        [s(0.0), s(0.0)],  # never solved: dropped
+        [s(0.0), Scored(0.0, False, False, "rule")],  # never solved (one broke the format)
         [Scored(None, False, True, "rule", "timeout")],  # nothing scored: dropped
     ]
     kept, stats = keep_moderate(recs, scores, low=0.05, high=0.95)
     assert kept == [recs[1]]
     assert (stats[0].total, stats[0].kept) == (4, 1)
+    assert (stats[0].samples, stats[0].well_formed) == (7, 6)
 
 
 def test_uniform_groups_are_left_out_of_training():
@@ -278,6 +279,8 @@ def test_uniform_groups_are_left_out_of_training():
         rule(0.0),  # prompt 3: a single sample -> kept
     ]  # fmt: skip
     assert uniform_groups_dropped(outs, scores) == [2, 3, 4, 5, 6]
+    # a KL charge on verifier prompts still tells the all-solved responses apart: all stay
+    assert uniform_groups_dropped(outs, scores, kl_verifiable=0.05) == list(range(7))
 
 
 def _outcome_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
