@@ -75,7 +75,9 @@ def filter_prompts(
     reward_model: str | None = typer.Option(None, "--reward-model", help="RM dir (in process)"),
     reward_model_address: str | None = typer.Option(None, "--reward-model-address"),
     verifier_url: str | None = typer.Option(None, "--verifier-url"),
-    batch: int = typer.Option(64, "--batch", help="sequences per generate call"),
+    batch: int = typer.Option(
+        64, "--batch", help="prompts per generate call (and the engine's micro-batch of sequences)"
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Keep prompts of moderate difficulty for the policy (mean sampled reward in [low, high])."""

@@ -22,8 +22,8 @@ class FilterStats:
     total: int
     kept: int
     mean_reward: float
-    samples: int = 0
-    well_formed: int = 0  # samples that passed the format check (the rest never reach a scorer)
+    samples: int
+    well_formed: int  # samples that passed the format check (the rest never reach a scorer)
 
 
 def keep_moderate(
