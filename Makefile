@@ -83,7 +83,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
 
 # The tiny base policy the RL loop starts from (runs/base-model/model): synthetic data,
-# pretraining stages 0 -> 1 -> 2, SFT, and the held-out table. ~15 min on a 2-core CPU
+# pretraining stages 0 -> 1 -> 2, SFT, and the held-out table. ~18 min on a 2-core CPU
 # (docs/pretrain.md). Starts clean; rerun single steps with --resume after an interruption.
 .PHONY: base-model
 base-model: setup
