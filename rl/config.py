@@ -114,6 +114,30 @@ class PPOConfig(_Section):
     )
 
 
+class PtxConfig(_Section):
+    """PPO-ptx (InstructGPT): a supervised loss on reference responses beside the PPO loss.
+
+    Each actor update adds ``coef`` × the mean token NLL of ``batch_size`` records of ``data``
+    (prompt + ``extra_info.reference_response``, or a ``response`` column), read in a seeded
+    order that is a function of the update count, so a resumed run reads the same ones. It
+    holds what the rewarded tasks do not exercise (off when ``coef`` is 0).
+    """
+
+    data: list[str] = Field(
+        default_factory=list, description="SFT record files (parquet/jsonl), e.g. the base model's"
+    )
+    coef: float = Field(0.0, ge=0, description="weight of the NLL term (0: off)")
+    batch_size: int = Field(16, ge=1, description="records per actor update, over all DP ranks")
+    tasks: list[str] = Field(default_factory=list, description="keep only these tasks (empty: all)")
+    max_tokens: int = Field(1024, ge=16, description="longer records are left out at load")
+
+    @model_validator(mode="after")
+    def _data_when_on(self) -> PtxConfig:
+        if self.coef > 0 and not self.data:
+            raise ValueError("ptx.coef > 0 needs ptx.data (SFT record files)")
+        return self
+
+
 class KLConfig(_Section):
     general: float = Field(1e-5, ge=0, description="β for reward-model (general) prompts")
     verifiable: float = Field(0.0, ge=0, description="β for verifier prompts")
@@ -203,6 +227,7 @@ class TrainConfig(_Section):
     critic: CriticConfig = Field(default_factory=CriticConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     kl: KLConfig = Field(default_factory=KLConfig)
+    ptx: PtxConfig = Field(default_factory=PtxConfig)
     format: FormatConfig = Field(default_factory=FormatConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)

@@ -199,6 +199,13 @@ class Controller:
                 f"{role.name}: {len(role)} rank(s), {info['trainable']:,} trainable parameters"
                 f" ({info['frozen']:,} frozen)"
             )
+        if cfg.ptx.coef > 0:
+            info = self.actor.get(self.actor.call("setup_ptx", cfg.ptx, cfg.trainer.seed))[0]
+            self.log(
+                f"ptx: {info['records']:,} records of {', '.join(cfg.ptx.data)} "
+                f"({info['too_long']:,} longer than {cfg.ptx.max_tokens} tokens left out), "
+                f"{cfg.ptx.batch_size} per update at coef {cfg.ptx.coef:g}"
+            )
         self.rollout.get(self.rollout.call("pid"))
         self.reference.get(self.reference.call("pid"))
 
@@ -335,8 +342,10 @@ class Controller:
                     mbs, tokens, len(self.actor), cfg.actor.micro_batch_size, cfg.actor.loss_agg
                 )
                 tensors = _put({"old_logp": old_logp, "advantages": advantages, "mask": mask})
+                # PPO-ptx reads the records of this iteration's global update numbers
+                ptx_update = (it - 1) * cfg.updates_per_iteration if cfg.ptx.coef > 0 else None
                 actor_refs = self.actor.call_each(
-                    "update", [(batch_ref, tensors, p, temp) for p in actor_plan]
+                    "update", [(batch_ref, tensors, p, temp, ptx_update) for p in actor_plan]
                 )
                 actor_stats = self.actor.get(actor_refs)[0]
             critic_stats = self.critic.get(critic_refs)[0]

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from rl.batching import RolloutBatch, TokenIds, collate, micro_batches
-from rl.config import ActorConfig, CriticConfig, ModelConfig, OptimConfig
+from rl.config import ActorConfig, CriticConfig, ModelConfig, OptimConfig, PtxConfig
 from rl.rollout import RolloutOutput, RolloutPrompt, SamplingParams, make_engine
 
 # one micro-batch plan entry: (rows, loss scale); scale 0 marks a padding step
@@ -233,8 +233,18 @@ class PolicyTrainer(_DeepSpeedRole):
             cfg.optim, cfg.zero_stage, cfg.micro_batch_size, model_cfg.dtype == "bfloat16"
         )
         self._init_engine(model, ds)
+        self.ptx = None
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return {"trainable": trainable, "frozen": frozen}
+
+    def setup_ptx(self, cfg: PtxConfig, seed: int) -> dict[str, int]:
+        """Load the PPO-ptx records (after `setup`): how many are used and how many were too
+        long."""
+        from rl.ptx import PtxSource
+
+        self.ptx_cfg = cfg
+        self.ptx = PtxSource(cfg, self.processor, seed=seed, rank=self.rank, world=self.world)
+        return {"records": len(self.ptx), "too_long": self.ptx.dropped}
 
     @torch.no_grad()
     def logprobs(
@@ -262,16 +272,20 @@ class PolicyTrainer(_DeepSpeedRole):
         tensors: dict[str, torch.Tensor],
         plan: list[MicroPlan],
         temperature: float,
+        ptx_update: int | None = None,
     ) -> list[dict[str, float]]:
         """One optimizer step per minibatch in ``plan``; ``tensors`` hold old_logp, advantages,
-        mask for every row of the batch (R columns). Returns per-update statistics."""
+        mask for every row of the batch (R columns). With PPO-ptx set up, minibatch ``m`` also
+        takes the supervised batch of global update ``ptx_update + m``. Returns per-update
+        statistics."""
         from rl import core_algos as ca
         from rl.modeling import policy_forward
+        from rl.ptx import ptx_loss
 
         self.engine.train()
         r_len = batch.max_response_len
         stats = []
-        for minibatch in plan:
+        for m, minibatch in enumerate(plan):
             acc: dict[str, float] = {}
             tokens = 0.0
             for rows, scale in minibatch:
@@ -302,8 +316,12 @@ class PolicyTrainer(_DeepSpeedRole):
                     tokens += n
                     for k, v in {"pg_loss": pg_loss, **pg}.items():
                         acc[k] = acc.get(k, 0.0) + float(v.detach()) * n
-            self.engine.step()
             out = {k: v / max(tokens, 1.0) for k, v in acc.items()}
+            if self.ptx is not None and ptx_update is not None:
+                nll = ptx_loss(self.engine, _to(self.ptx.batch(ptx_update + m), _device()))
+                self.engine.backward(self.ptx_cfg.coef * nll, scale_wrt_gas=False)
+                out["ptx_loss"] = float(nll.detach())
+            self.engine.step()
             out["grad_norm"] = self._grad_norm()
             stats.append(out)
         return stats

@@ -210,7 +210,9 @@ def test_ray_job_submit_runs_a_tiny_training(ray_head, rl_data, formatted_policy
     runs = tmp_path / "runs"
     args = _train_args(
         rl_data, formatted_policy, runs,
-        ["trainer.name=job", "trainer.iterations=1", "trainer.save_every=0", "data.tasks=[counting]"],
+        ["trainer.name=job", "trainer.iterations=1", "trainer.save_every=0", "data.tasks=[counting]",
+         # PPO-ptx on the same records' reference responses: the actor loads them in the job
+         f"ptx.data=[{rl_data / 'train.parquet'}]", "ptx.coef=0.1", "ptx.batch_size=2"],
     )  # fmt: skip
     for _ in range(20):
         proc = subprocess.run(
@@ -227,3 +229,8 @@ def test_ray_job_submit_runs_a_tiny_training(ray_head, rl_data, formatted_policy
     assert "succeeded" in out
     assert "ray: cluster" in out  # the job's driver joined the head, no second Ray
     assert (runs / "job" / "step_1" / "actor" / "config.json").is_file()
+    assert "ptx: 64 records" in out
+    from rl.tracking import read_jsonl
+
+    (row,) = read_jsonl(runs / "job" / "metrics.jsonl")
+    assert row["actor/ptx_loss"] > 0

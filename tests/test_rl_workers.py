@@ -63,7 +63,14 @@ def _logprobs(role: Role, batch: RolloutBatch) -> torch.Tensor:
     return out
 
 
-def _update(role: Role, batch: RolloutBatch, adv: torch.Tensor, old: torch.Tensor, agg: str):
+def _update(
+    role: Role,
+    batch: RolloutBatch,
+    adv: torch.Tensor,
+    old: torch.Tensor,
+    agg: str,
+    ptx_update: int | None = None,
+):
     n = len(batch)
     mask = torch.zeros(n, batch.max_response_len)
     for i, r in enumerate(batch.responses):
@@ -71,7 +78,8 @@ def _update(role: Role, batch: RolloutBatch, adv: torch.Tensor, old: torch.Tenso
     mbs = minibatches(n, n, 1, seed=0)
     plans = plan_updates(mbs, mask.sum(-1).tolist(), len(role), 1, agg)
     tensors = {"old_logp": old, "advantages": adv * mask, "mask": mask}
-    return role.get(role.call_each("update", [(batch, tensors, p, 1.0) for p in plans]))[0]
+    calls = [(batch, tensors, p, 1.0, ptx_update) for p in plans]
+    return role.get(role.call_each("update", calls))[0]
 
 
 def test_data_parallel_update_matches_one_rank_and_follows_the_advantage(local_ray, rollouts):
@@ -107,6 +115,33 @@ def test_data_parallel_update_matches_one_rank_and_follows_the_advantage(local_r
     for r in roles.values():
         for h in r.handles:
             ray.kill(h)
+
+
+def test_ptx_updates_fit_the_sft_records_on_two_ranks(local_ray, rollouts, tmp_path):
+    """PPO-ptx with zero advantages: the policy gradient is zero, so what moves the policy is
+    the supervised term alone, and the records' NLL falls on both ranks' shares."""
+    from hybridrl.records import write_records
+    from rl.config import PtxConfig
+
+    batch, _ = rollouts
+    write_records(synth(["math", "counting"], 8, seed=4), tmp_path / "sft.parquet")
+    ptx = PtxConfig(data=[str(tmp_path / "sft.parquet")], coef=1.0, batch_size=8)
+    cfg = ActorConfig(optim=OptimConfig(lr=3e-3), micro_batch_size=2, zero_stage=1)
+    zero = torch.zeros(len(batch), batch.max_response_len)
+    role = _group(2, cfg)
+    info = role.get(role.call("setup_ptx", ptx, 0))
+    assert info == [{"records": 8, "too_long": 0}] * 2
+    old = _logprobs(role, batch)
+    nll = [_update(role, batch, zero, old, "token-mean", ptx_update=0)[0]["ptx_loss"]]
+    for _ in range(3):  # update 0 again: batch_size 8 = all records, the same ones each time
+        nll.append(_update(role, batch, zero, old, "token-mean", ptx_update=0)[0]["ptx_loss"])
+    assert nll[-1] < nll[0] - 0.05, nll
+    moved = _logprobs(role, batch)
+    assert not torch.allclose(moved, old, atol=1e-4)
+    stats = _update(role, batch, zero, moved, "token-mean")  # no ptx_update: PPO alone
+    assert "ptx_loss" not in stats[0]
+    for h in role.handles:
+        ray.kill(h)
 
 
 def test_a_dead_worker_is_reported_with_its_role(local_ray):
