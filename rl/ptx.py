@@ -27,9 +27,9 @@ class PtxSource:
                 f"ptx.batch_size ({cfg.batch_size}) is below the actor's {world} ranks"
             )
         records = [r for path in cfg.data for r in load_prompts(path, cfg.tasks)]
-        RecordSource(records)  # fails before training, naming a record without a target
         # records longer than max_tokens are left out here, not per batch, so every rank
-        # always has a share to step on (ranks must run the same backward passes)
+        # always has a share to step on (ranks must run the same backward passes); a record
+        # without a target fails here, by name, before training starts
         fits = [
             r
             for r in records
