@@ -16,7 +16,9 @@ app = typer.Typer(
 @app.command("init")
 def init(
     out: Path = typer.Option(..., "--out", help="checkpoint directory to write"),
-    preset: str = typer.Option("tiny", help="model size: tiny (default policy) or test"),
+    preset: str = typer.Option(
+        "tiny", help="tiny (default policy), tiny-bpe (the same over subword tokens) or test"
+    ),
     seed: int = typer.Option(0, help="seed of the random initialisation"),
     force: bool = typer.Option(False, help="overwrite an existing checkpoint in --out"),
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase, Qwen2VLConfig
 
+from vlm.tokenizer import TokenizerKind
 from vlm.video import SEED_LEVELS, SEED_MAX_TOKENS
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -86,6 +87,7 @@ class Preset(BaseModel):
     vision_heads: int
     vision_mlp_ratio: int = 4
     max_position_embeddings: int = 8192
+    tokenizer: TokenizerKind = "char"  # vlm/tokenizer.py: characters, or subword merges
     vision: VisionSettings = Field(default_factory=VisionSettings)
 
     def mrope_section(self) -> list[int]:
@@ -137,7 +139,7 @@ class Preset(BaseModel):
         )
 
 
-PresetName = Literal["tiny", "test"]
+PresetName = Literal["tiny", "tiny-bpe", "test"]
 
 PRESETS: dict[str, Preset] = {
     # DESIGN.md's calibration model: 112x112 images -> 16 image tokens.
@@ -182,6 +184,10 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
 }
+
+
+# The same model over subword tokens (vlm/bpe_merges.json): task text is 2-4x shorter.
+PRESETS["tiny-bpe"] = PRESETS["tiny"].model_copy(update={"name": "tiny-bpe", "tokenizer": "bpe"})
 
 
 def get_preset(name: str) -> Preset:

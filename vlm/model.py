@@ -30,7 +30,7 @@ SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 def create(preset: str = "tiny", *, seed: int = 0) -> tuple[PreTrainedModel, VLProcessor]:
     """A randomly initialised (seeded) model of a preset, with its tokenizer and processor."""
     spec = get_preset(preset)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(spec.tokenizer)
     config = spec.qwen2vl_config(tokenizer)
     # A private RNG stream: the same seed gives the same weights, and callers' RNG is untouched.
     with torch.random.fork_rng(devices=[]):
