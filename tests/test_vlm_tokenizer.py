@@ -163,3 +163,15 @@ def test_save_and_reload(tok, tmp_path):
     text = "<|im_start|>user\n<think>x</think>é<|im_end|>"
     assert again(text)["input_ids"] == tok(text)["input_ids"]
     assert (again.pad_token_id, again.eos_token_id, again.unk_token_id) == (0, 3, 1)
+
+
+def test_tiny_bpe_preset_carries_its_tokenizer_through_save_and_load(bpe_tok, tmp_path):
+    import vlm
+
+    model, processor = vlm.create("tiny-bpe")
+    assert model.config.text_config.vocab_size == len(bpe_tok) == len(processor.tokenizer)
+    vlm.save(model, processor, tmp_path)
+    _, again = vlm.load(tmp_path)
+    text = "<|im_start|>user\nThere are two shapes: <bbox>10 20 30 40</bbox><|im_end|>"
+    assert again.tokenizer(text)["input_ids"] == bpe_tok(text)["input_ids"]
+    assert vlm.create("tiny")[0].config.text_config.vocab_size == 110
