@@ -5,7 +5,7 @@ tokenizes (anything else becomes ``<unk>``) and the model never has to learn sub
 spellings of coordinates. ``bpe``: the same characters plus byte-pair merges learnt once from
 synth/'s prompts and reference responses (`vlm/bpe_merges.json`, rebuilt by
 ``python -m vlm.tokenizer``): words the tasks use become one or two tokens, digits stay one
-token each, and sequences are ~3-4x shorter. The special tokens use Qwen2-VL's names so that
+token each, and task text is 1.9-4.4x shorter. The special tokens use Qwen2-VL's names so that
 the same processor and chat layout serve a real Qwen2-VL checkpoint.
 """
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 TokenizerKind = Literal["char", "bpe"]
-TOKENIZER_KINDS: tuple[str, ...] = ("char", "bpe")
+TOKENIZER_KINDS: tuple[str, ...] = get_args(TokenizerKind)
 MERGES_FILE = Path(__file__).with_name("bpe_merges.json")
 BPE_VOCAB_SIZE = 512
 # Pre-tokens of the bpe kind: a word with its leading space, one digit (a coordinate's digits
