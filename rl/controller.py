@@ -513,8 +513,11 @@ class Controller:
             temperature=0.0,
             max_tokens=cfg.trainer.eval_max_new_tokens or cfg.rollout.max_new_tokens,
         )
-        _, scores = self._generate_and_score(records, params, seed=0, t=Timer())
-        result = summarise_eval(records, scores)
+        outputs, scores = self._generate_and_score(records, params, seed=0, t=Timer())
+        responses = [""] * len(records)
+        for o in outputs:
+            responses[o.prompt] = o.text
+        result = summarise_eval(records, scores, responses)
         self.tracker.log_eval(self.iteration, label, result)
         return result
 
@@ -636,8 +639,15 @@ def uniform_groups_dropped(
     return sorted(keep)
 
 
-def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[str, Any]:
+def summarise_eval(
+    records: list[PromptRecord], scores: list[Scored], responses: list[str] | None = None
+) -> dict[str, Any]:
     """Per task: accuracy (rule) or mean reward (model); plus the verifiable mean and counts.
+
+    With the ``responses``, prompts whose ground truth is a synth caption also get
+    ``caption_facts/<fact>``: the mean share of the scene's facts the greedy caption states
+    (`synth.caption.caption_fact_scores`), an audit of what the reward model's caption scores
+    reward, outside the training reward.
 
     Each accuracy comes with its binomial standard error under ``se/<key>``, and each task's
     per-prompt results, in prompt order, under ``outcomes/<key>`` (``1`` correct, ``0`` not,
@@ -673,10 +683,34 @@ def summarise_eval(records: list[PromptRecord], scores: list[Scored]) -> dict[st
         out["outcomes/verifiable_acc"] = rule_outcomes
     if model_rewards:
         out["model_reward"] = float(np.mean(model_rewards))
+    if responses is not None:
+        out.update(_caption_facts(records, scores, responses))
     out["format_rate"] = float(np.mean([s.format_ok for s in scores])) if scores else 0.0
     out["n"] = float(len(scores))
     out["excluded"] = float(excluded)
     return out
+
+
+def _caption_facts(
+    records: list[PromptRecord], scores: list[Scored], responses: list[str]
+) -> dict[str, float]:
+    from synth.caption import FACT_SCORES, caption_fact_scores
+
+    rows = []
+    for r, s, text in zip(records, scores, responses, strict=True):
+        truth = r.reward_model.ground_truth
+        if (
+            s.reward is None
+            or not isinstance(truth, dict)
+            or not isinstance(truth.get("caption"), str)
+        ):
+            continue
+        facts = caption_fact_scores(text, truth["caption"])
+        if facts is not None:
+            rows.append(facts)
+    if not rows:
+        return {}
+    return {f"caption_facts/{k}": float(np.mean([f[k] for f in rows])) for k in FACT_SCORES}
 
 
 def _read_evals(run_dir: Path) -> list[dict[str, Any]]:

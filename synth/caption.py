@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from synth.scene import (
     EASY_SHAPES,
     HARD_COLOURS,
     HARD_SHAPES,
+    NUMBER_WORDS,
     Obj,
     Scene,
     count_word,
@@ -72,6 +75,70 @@ def caption_of(scene: Scene) -> str:
     listed = parts[0] if n == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     head = "There is one shape" if n == 1 else f"There are {count_word(n)} shapes"
     return f"{head}: {listed}."
+
+
+_HEAD = re.compile(r"There (?:is|are) (\w+) shapes?: (.*)")
+_PHRASE = re.compile(r"an? (\w+) (\w+) at the (.+)")
+FACT_SCORES = ("count", "colour", "shape", "position", "objects")
+
+
+@dataclass(frozen=True)
+class CaptionFacts:
+    """What a caption in `caption_of`'s grammar states: the object count and, per object,
+    (colour, shape, region words)."""
+
+    count: int | None
+    objects: tuple[tuple[str, str, str], ...]
+
+
+def parse_caption(text: str) -> CaptionFacts | None:
+    """The facts of a caption (the solution after ``</think>``, when there is one); None when
+    its head is not ``There is one shape:`` / ``There are N shapes:`` / ``The image is empty.``.
+    Object phrases that do not read ``a <colour> <shape> at the <place>`` are left out."""
+    solution = text.rsplit("</think>", 1)[-1].strip()
+    if solution == "The image is empty.":
+        return CaptionFacts(0, ())
+    head = _HEAD.fullmatch(solution)
+    if head is None:
+        return None
+    word = head.group(1)
+    count = (
+        NUMBER_WORDS.index(word) if word in NUMBER_WORDS else int(word) if word.isdigit() else None
+    )
+    body = head.group(2).strip().removesuffix(".")
+    objects = []
+    for phrase in re.split(r", | and ", body):
+        m = _PHRASE.fullmatch(phrase.strip())
+        if m is not None:
+            objects.append((m.group(1), m.group(2), m.group(3)))
+    return CaptionFacts(count, tuple(objects))
+
+
+def _f1(a: Counter, b: Counter) -> float:
+    n = sum(a.values()) + sum(b.values())
+    return 2 * sum((a & b).values()) / n if n else 1.0
+
+
+def caption_fact_scores(response: str, reference: str) -> dict[str, float] | None:
+    """How many of the reference caption's facts a response states, each in [0, 1].
+
+    ``count``: the stated count is the reference's; ``colour``, ``shape``, ``position``: F1 of
+    the multisets of that attribute over the listed objects; ``objects``: F1 of whole (colour,
+    shape, place) objects. A response that is no caption scores 0 throughout; None when the
+    reference itself does not parse (not a synth caption). Used to audit a reward model's
+    caption scores against the scene, never as a training reward.
+    """
+    ref = parse_caption(reference)
+    if ref is None:
+        return None
+    got = parse_caption(response)
+    if got is None:
+        return dict.fromkeys(FACT_SCORES, 0.0)
+    scores = {"count": float(got.count == ref.count)}
+    for i, name in enumerate(("colour", "shape", "position")):
+        scores[name] = _f1(Counter(o[i] for o in got.objects), Counter(o[i] for o in ref.objects))
+    scores["objects"] = _f1(Counter(got.objects), Counter(ref.objects))
+    return scores
 
 
 def _moved(o: Obj, centre: tuple[int, int]) -> Obj:

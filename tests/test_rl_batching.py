@@ -205,6 +205,25 @@ def test_summarise_eval_separates_sources_and_exclusions():
     assert "se/model_reward" not in out
 
 
+def test_eval_audits_greedy_captions_against_their_scenes():
+    recs = synth(["math", "caption"], 6, seed=0)  # math, caption, math, caption, ...
+    captions = [r.reward_model.ground_truth["caption"] for r in recs[1::2]]
+    scores = [
+        Scored(1.0, True, True, "rule"),
+        Scored(0.5, True, True, "model"),
+        Scored(1.0, True, True, "rule"),
+        Scored(0.5, True, True, "model"),
+        Scored(1.0, True, True, "rule"),
+        Scored(None, False, True, "model", "timeout"),  # excluded: not audited either
+    ]
+    # the first caption exact, the second no caption at all, the third's reward failed
+    responses = ["\\boxed{1}", f"<think></think>{captions[0]}", "2", "There is oneE.", "3", "x"]
+    out = summarise_eval(recs, scores, responses)
+    for fact in ("count", "colour", "shape", "position", "objects"):
+        assert out[f"caption_facts/{fact}"] == pytest.approx(0.5)
+    assert not any(k.startswith("caption_facts/") for k in summarise_eval(recs, scores))
+
+
 def test_eval_standard_errors_by_hand_and_in_the_before_after_table():
     from rl.report import binomial_se, eval_table
 

@@ -14,9 +14,16 @@ from PIL import Image, ImageDraw
 import verifiers
 from hybridrl.records import load_image, load_video
 from synth import TASKS, generate, get_task
-from synth.caption import CORRUPTIONS, caption_of, corrupt_caption
+from synth.caption import (
+    CORRUPTIONS,
+    CaptionFacts,
+    caption_fact_scores,
+    caption_of,
+    corrupt_caption,
+    parse_caption,
+)
 from synth.render import draw_shape, render_scene, to_pixels
-from synth.scene import COLOURS, SHAPES, Obj, Scene
+from synth.scene import COLOURS, SHAPES, Obj, Scene, region_words
 from synth.task import config_with
 
 ALL = list(TASKS)
@@ -203,6 +210,48 @@ def test_caption_records_and_one_fact_corruptions():
         assert corrupt_caption(graph, seed=1) == corrupt_caption(graph, seed=1)
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupt_caption(graph, kind="mood")
+
+
+def test_caption_facts_read_back_every_object_and_each_corruption_costs_its_own_fact():
+    for rec in generate("caption", 20, seed=3, difficulty="hard"):
+        scene = Scene.from_dict(json.loads(rec.extra_info.model_extra["scene_graph"]))
+        facts = parse_caption(rec.extra_info.reference_response)  # the think block is skipped
+        assert facts is not None and facts.count == len(scene.objects)
+        want = sorted((o.colour, o.shape, region_words(o.box)) for o in scene.objects)
+        assert sorted(facts.objects) == want
+        reference = caption_of(scene)
+        assert caption_fact_scores(reference, reference) == dict.fromkeys(
+            ("count", "colour", "shape", "position", "objects"), 1.0
+        )
+        for i, kind in enumerate(CORRUPTIONS):
+            wrong, _ = corrupt_caption(scene, seed=i, kind=kind)
+            got = caption_fact_scores(wrong, reference)
+            assert got["objects"] < 1.0
+            if kind == "count":
+                assert got["count"] == 0.0
+                continue
+            assert got["count"] == 1.0
+            lost = {"colour": "colour", "shape": "shape", "position": "position"}[kind]
+            assert got[lost] < 1.0
+            assert all(got[k] == 1.0 for k in ("colour", "shape", "position") if k != lost)
+
+
+def test_caption_facts_of_what_is_not_a_caption():
+    reference = (
+        "There are two shapes: a red circle at the top left and a blue square at the centre."
+    )
+    assert parse_caption("The image is empty.") == CaptionFacts(0, ())
+    assert parse_caption("There are 2 shapes: a red circle at the top.").count == 2
+    # a garbled phrase is left out, the rest still counts
+    half = parse_caption("There are two shapes: a red circle at the top left and blue blue.")
+    assert half == CaptionFacts(2, (("red", "circle", "top left"),))
+    assert caption_fact_scores(
+        "There are two shapes: a red circle at the top left and blue blue.", reference
+    )["objects"] == pytest.approx(2 / 3)
+    for junk in ("There is oneE.", "<think>a red circle</think>", "\\boxed{2}", ""):
+        assert parse_caption(junk) is None
+        assert set(caption_fact_scores(junk, reference).values()) == {0.0}
+    assert caption_fact_scores(reference, "A cat on a mat.") is None  # not a synth caption
 
 
 def test_difficulty_and_config_overrides():
