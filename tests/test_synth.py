@@ -231,7 +231,7 @@ def test_caption_facts_read_back_every_object_and_each_corruption_costs_its_own_
                 assert got["count"] == 0.0
                 continue
             assert got["count"] == 1.0
-            lost = {"colour": "colour", "shape": "shape", "position": "position"}[kind]
+            lost = kind  # colour, shape or position
             assert got[lost] < 1.0
             assert all(got[k] == 1.0 for k in ("colour", "shape", "position") if k != lost)
 
