@@ -631,8 +631,8 @@ def train(
         ckpt.remove_run(run_dir)
     elif previous and not resume:
         raise FileExistsError(
-            f"{run_dir} holds a previous run: continue it with --resume (resume=True), "
-            "start over with overwrite=True, or remove the directory"
+            f"{run_dir} holds a previous run: continue it with --resume, start over with "
+            "--overwrite, or remove the directory"
         )
     source = as_source(data, seed=cfg.seed)
     if eval_records is None:

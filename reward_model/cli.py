@@ -50,6 +50,8 @@ def data_command(
 def train_command(
     ctx: typer.Context,
     config: Path | None = typer.Option(None, "--config", "-c", help="RM config YAML"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest step_N"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a previous run"),
 ) -> None:
     """Fine-tune the RM on preference pairs (swap-augmented), then evaluate it on held-out pairs.
 
@@ -66,7 +68,7 @@ def train_command(
     typer.echo("# resolved config")
     typer.echo(dump_config(cfg).rstrip())
     try:
-        result = train(cfg, log=typer.echo)
+        result = train(cfg, log=typer.echo, resume=resume, overwrite=overwrite)
     except (OSError, ValueError) as e:
         _fail(str(e))
     typer.echo("\n" + format_report(result.report))

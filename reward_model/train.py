@@ -207,8 +207,17 @@ class TrainResult:
     report: dict[str, Any]
 
 
-def train(cfg: RMTrainConfig, *, log: Callable[[str], None] = print) -> TrainResult:
-    """Build or read pairs, fine-tune with swap augmentation, save and evaluate the RM."""
+def train(
+    cfg: RMTrainConfig,
+    *,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Build or read pairs, fine-tune with swap augmentation, save and evaluate the RM.
+
+    A ``run_dir`` holding a previous run is refused unless ``resume`` (continue from its newest
+    ``step_N``) or ``overwrite`` (start over), as in pretraining."""
     from hybridrl.config import dump_config
     from pretrain.trainer import train as run_trainer
     from reward_model.model import RewardModel, write_rm_config
@@ -229,7 +238,7 @@ def train(cfg: RMTrainConfig, *, log: Callable[[str], None] = print) -> TrainRes
         seed=cfg.data.seed,
     )
     log(f"# {len(examples)} training examples (each pair in both orders), init {cfg.init}")
-    final = run_trainer(cfg.init, examples, cfg.train, run_dir)
+    final = run_trainer(cfg.init, examples, cfg.train, run_dir, resume=resume, overwrite=overwrite)
 
     write_rm_config(final, strip_think=cfg.strip_think)
     rm = RewardModel.load(final)

@@ -333,6 +333,21 @@ def test_train_cli_fine_tunes_toward_the_targets_and_records_eval(tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "e.json").read_text())["overall"] == report["overall"]
 
+    # the same run dir again: refused with the way out named, then started over on --overwrite
+    again = [
+        "rm", "train", f"run_dir={run}", f"init={init}",
+        f"data.train={data / 'train.parquet'}", f"data.eval={data / 'eval.parquet'}",
+        "train.epochs=null", "train.steps=2", "train.global_batch=16", "train.micro_batch=16",
+        "train.prefetch=false",
+    ]  # fmt: skip
+    res = runner.invoke(app, again)
+    assert res.exit_code == 2 and "holds a previous run" in res.output, res.output
+    assert "--overwrite" in res.output
+    assert json.loads((final / "eval.json").read_text())["overall"] == report["overall"]  # kept
+    res = runner.invoke(app, [*again, "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((final / "final.json").read_text())["last_step"] == 2
+
 
 def test_cli_errors_name_the_problem(tmp_path):
     runner = CliRunner()
