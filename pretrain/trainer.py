@@ -608,6 +608,20 @@ def load_eval_records(cfg: TrainConfig) -> list[Any]:
     return select_records(read_records(cfg.eval.data), cfg.eval.n_per_task)
 
 
+def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a ``run_dir`` holding a previous run unless ``resume`` or ``overwrite`` (which
+    deletes that run's checkpoints, logs and final/); front-ends call it before writing
+    anything there, so a refused run leaves the previous one as it was."""
+    previous = ckpt.complete_steps(run_dir) or (run_dir / "metrics.jsonl").exists()
+    if previous and overwrite and not resume:
+        ckpt.remove_run(run_dir)
+    elif previous and not resume:
+        raise FileExistsError(
+            f"{run_dir} holds a previous run: continue it with --resume, start over with "
+            "--overwrite, or remove the directory"
+        )
+
+
 def train(
     model: ModelSpec,
     data: DataSpec,
@@ -626,14 +640,7 @@ def train(
     logs and final/, keeping other files) is set.
     """
     run_dir = Path(run_dir)
-    previous = ckpt.complete_steps(run_dir) or (run_dir / "metrics.jsonl").exists()
-    if previous and overwrite and not resume:
-        ckpt.remove_run(run_dir)
-    elif previous and not resume:
-        raise FileExistsError(
-            f"{run_dir} holds a previous run: continue it with --resume, start over with "
-            "--overwrite, or remove the directory"
-        )
+    claim_run_dir(run_dir, resume=resume, overwrite=overwrite)
     source = as_source(data, seed=cfg.seed)
     if eval_records is None:
         eval_records = load_eval_records(cfg)

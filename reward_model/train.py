@@ -219,10 +219,12 @@ def train(
     A ``run_dir`` holding a previous run is refused unless ``resume`` (continue from its newest
     ``step_N``) or ``overwrite`` (start over), as in pretraining."""
     from hybridrl.config import dump_config
+    from pretrain.trainer import claim_run_dir
     from pretrain.trainer import train as run_trainer
     from reward_model.model import RewardModel, write_rm_config
 
     run_dir = Path(cfg.run_dir)
+    claim_run_dir(run_dir, resume=resume, overwrite=overwrite)  # before pairs and rm_config
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run_dir / "rm_config.yaml")
     _check_init(cfg.init)

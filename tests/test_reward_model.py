@@ -344,6 +344,7 @@ def test_train_cli_fine_tunes_toward_the_targets_and_records_eval(tmp_path):
     assert res.exit_code == 2 and "holds a previous run" in res.output, res.output
     assert "--overwrite" in res.output
     assert json.loads((final / "eval.json").read_text())["overall"] == report["overall"]  # kept
+    assert "steps: 4" in (run / "rm_config.yaml").read_text()  # the refused run wrote nothing
     res = runner.invoke(app, [*again, "--overwrite"])
     assert res.exit_code == 0, res.output
     assert json.loads((final / "final.json").read_text())["last_step"] == 2
