@@ -6,12 +6,16 @@ the position after the assistant turn opens. Pure functions on text and chat mes
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from typing import Any
 
 CHOICES = ("A", "B")
 QUESTION = "Which response is better, A or B?"
+# The auxiliary question of RM training (`data.quote_share`): its answer is the better
+# response's words where the two differ.
+QUOTE_QUESTION = "Quote the better response where the two differ."
 # A response's own placeholders must not become image slots of the RM prompt.
 _PLACEHOLDER = re.compile(r"<(image|video)>")
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -70,15 +74,18 @@ def comparison_messages(
     *,
     n_images: int = 0,
     strip_think: bool = True,
+    question: str = QUESTION,
 ) -> list[dict[str, str]]:
-    """The RM conversation asking whether ``first`` (shown as A) beats ``second`` (shown as B)."""
+    """The RM conversation asking whether ``first`` (shown as A) beats ``second`` (shown as B).
+
+    ``question`` replaces the verdict question only for auxiliary training examples."""
     messages = normalise_prompt(prompt, n_images)
     last = max(i for i, m in enumerate(messages) if m["role"] == "user")
     body = (
         f"{messages[last]['content']}\n"
         f"[A] {clean_response(first, strip_think=strip_think)}\n"
         f"[B] {clean_response(second, strip_think=strip_think)}\n"
-        f"{QUESTION}"
+        f"{question}"
     )
     # Earlier turns stay as they were; the responses join the last user turn.
     return [*messages[:last], {"role": "user", "content": body}, *messages[last + 1 :]]
@@ -87,3 +94,20 @@ def comparison_messages(
 def target_token(first_is_better: bool) -> str:
     """The answer token the RM is trained to give: ``A`` when the first-shown response wins."""
     return CHOICES[0] if first_is_better else CHOICES[1]
+
+
+def differing_span(better: str, worse: str) -> str:
+    """The words of ``better`` from its first to its last difference with ``worse``.
+
+    Words are whitespace-separated; where ``worse`` only inserts words, the better response's
+    words on either side of the insertion are quoted. Identical responses give ``""``.
+    """
+    a, b = better.split(), worse.split()
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    changed = [op for op in matcher.get_opcodes() if op[0] != "equal"]
+    if not changed:
+        return ""
+    lo, hi = min(op[1] for op in changed), max(op[2] for op in changed)
+    if lo == hi:
+        lo, hi = max(lo - 1, 0), min(hi + 1, len(a))
+    return " ".join(a[lo:hi])

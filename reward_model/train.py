@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pretrain.config import OptimConfig, Trainable, TrainConfig
 from reward_model.evaluate import EVAL_FILE, evaluate_pairs, write_report
-from reward_model.layout import comparison_messages
+from reward_model.layout import QUOTE_QUESTION, clean_response, comparison_messages, differing_span
 from reward_model.pairs import Example as PairExample
 from reward_model.pairs import Pair, pairs_from_records, read_pairs, swap_augment, write_pairs
 
@@ -53,6 +53,19 @@ class RMDataConfig(_Section):
         ge=0,
         le=1,
         description="extra image->caption examples per pair example (dense grounding signal)",
+    )
+    caption_max_objects: int | None = Field(
+        None,
+        ge=0,
+        description="keep only the caption pairs whose chosen caption names at most this many "
+        "objects (the first stage of the default curriculum); other pairs are kept",
+    )
+    quote_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="extra examples per pair example that ask, in the same layout, for the "
+        "better response's words where the two differ (supervises the verdict's evidence)",
     )
 
 
@@ -127,10 +140,24 @@ def build_synthetic_pairs(cfg: RMDataConfig, out: str | Path) -> dict[str, tuple
     return written
 
 
+def within_objects(pair: Pair, max_objects: int | None) -> bool:
+    """False only for a caption pair whose chosen caption (synth's grammar) names more than
+    ``max_objects`` objects; pairs of other kinds, and captions that do not parse, pass."""
+    from synth.caption import parse_caption
+
+    if max_objects is None or not pair.kind.startswith("caption/"):
+        return True
+    facts = parse_caption(pair.chosen)
+    return facts is None or facts.count is None or facts.count <= max_objects
+
+
 def load_pairs(cfg: RMDataConfig) -> tuple[list[Pair], list[Pair]]:
-    """(train, eval) pairs: from the configured files, else synthetic."""
+    """(train, eval) pairs: from the configured files, else synthetic; both filtered by
+    ``caption_max_objects``."""
     train = read_pairs(cfg.train) if cfg.train else synthetic_pairs(cfg, "train")
     held_out = read_pairs(cfg.eval) if cfg.eval else synthetic_pairs(cfg, "test")
+    train = [p for p in train if within_objects(p, cfg.caption_max_objects)]
+    held_out = [p for p in held_out if within_objects(p, cfg.caption_max_objects)]
     if not train:
         raise ValueError("no training pairs")
     if not held_out:
@@ -143,6 +170,7 @@ def to_examples(
     *,
     strip_think: bool,
     caption_sft_share: float = 0.0,
+    quote_share: float = 0.0,
     seed: int = 0,
 ) -> list[Any]:
     """Trainer examples: the RM conversation with target ``A``/``B`` (images decoded once per pair)."""
@@ -169,6 +197,49 @@ def to_examples(
         )
     if caption_sft_share > 0:
         out += _caption_examples(examples, decoded, caption_sft_share, seed)
+    if quote_share > 0:
+        out += _quote_examples(examples, decoded, quote_share, seed, strip_think)
+    return out
+
+
+def _quote_examples(
+    examples: Sequence[PairExample],
+    decoded: dict[int, list[Any]],
+    share: float,
+    seed: int,
+    strip_think: bool,
+) -> list[Any]:
+    """Auxiliary examples: a pair example's prompt and order with the quote question, whose
+    target is the better response's words where the two differ (`layout.differing_span`).
+
+    The verdict composes two readings, each response's claim and the image's fact; on its
+    own it does not leave the plateau for caption pairs (docs/reward-model.md). Asking in the
+    same context for the right words themselves gives those readings a gradient of their own.
+    """
+    from pretrain.data import Example
+
+    rng = random.Random(seed + 1)
+    out = []
+    for ex in examples:
+        if rng.random() >= share:
+            continue
+        better, worse = (ex.first, ex.second) if ex.target == "A" else (ex.second, ex.first)
+        span = differing_span(
+            clean_response(better, strip_think=strip_think),
+            clean_response(worse, strip_think=strip_think),
+        )
+        if not span:
+            continue
+        images = decoded[id(ex.images)]
+        messages = comparison_messages(
+            ex.prompt,
+            ex.first,
+            ex.second,
+            n_images=len(images),
+            strip_think=strip_think,
+            question=QUOTE_QUESTION,
+        )
+        out.append(Example(messages=messages, target=span, images=images, domain="rm/quote"))
     return out
 
 
@@ -177,7 +248,7 @@ def _caption_examples(
 ) -> list[Any]:
     """Image → reference caption examples from the caption pairs' chosen responses."""
     from pretrain.data import Example
-    from reward_model.layout import clean_response, normalise_prompt
+    from reward_model.layout import normalise_prompt
 
     rng = random.Random(seed)
     out = []
@@ -237,6 +308,7 @@ def train(
         swap_augment(train_pairs),
         strip_think=cfg.strip_think,
         caption_sft_share=cfg.data.caption_sft_share,
+        quote_share=cfg.data.quote_share,
         seed=cfg.data.seed,
     )
     log(f"# {len(examples)} training examples (each pair in both orders), init {cfg.init}")

@@ -26,6 +26,7 @@ from reward_model.pairs import (
     write_pairs,
 )
 from reward_model.scoring import Comparison, combine, pair_metrics, two_way_probability
+from synth.caption import parse_caption
 from synth.registry import generate
 from verifiers import verify
 
@@ -166,6 +167,61 @@ def test_training_examples_carry_the_layout_and_target():
     assert first.target == "A" and second.target == "B"
     assert "[A] <think></think>yes\n[B] no" in first.messages[-1]["content"]
     assert "[A] no\n[B] <think></think>yes" in second.messages[-1]["content"]
+
+
+def test_differing_span_quotes_the_better_words():
+    from reward_model.layout import differing_span
+
+    good = "There is one shape: a red circle at the top left."
+    assert differing_span(good, good.replace("red", "blue")) == "red"
+    assert differing_span(good, good.replace("top left", "bottom")) == "top left."
+    # the worse one only inserts words: the better one's neighbours of the insertion
+    assert differing_span("a b c", "a b x y c") == "b c"
+    assert differing_span("a b", "a b x") == "b"
+    assert differing_span(good, good) == ""
+
+
+def test_quote_examples_ask_for_the_better_words_in_the_same_layout():
+    from reward_model.layout import QUOTE_QUESTION
+    from reward_model.train import to_examples
+
+    prompt = [{"role": "user", "content": "Describe the image."}]
+    pair = Pair(prompt, [], "<think>x</think>a red circle", "<think></think>a blue circle", "c/c")
+    same = Pair(
+        prompt, [], "<think>x</think>tie", "<think>y</think>tie", "c/tie"
+    )  # nothing differs
+    examples = to_examples(swap_augment([pair, same]), strip_think=True, quote_share=1.0)
+    verdicts = [e for e in examples if e.domain != "rm/quote"]
+    quotes = [e for e in examples if e.domain == "rm/quote"]
+    assert len(verdicts) == 4 and len(quotes) == 2  # one per order of the pair that differs
+    assert {q.target for q in quotes} == {"red"}
+    for quote, verdict in zip(quotes, verdicts[:2], strict=True):
+        assert quote.messages[-1]["content"] == verdict.messages[-1]["content"].replace(
+            QUESTION, QUOTE_QUESTION
+        )
+    assert to_examples(swap_augment([pair]), strip_think=True, quote_share=0.0) == verdicts[:2]
+
+
+def test_caption_max_objects_keeps_small_scenes_and_every_other_pair(tmp_path):
+    from reward_model.train import RMDataConfig, load_pairs
+
+    records = generate("caption", 40, seed=11) + generate(["math", "counting"], 6, seed=11)
+    pairs = list(pairs_from_records(records, seed=11, format_share=0.5))
+    write_pairs(pairs, tmp_path / "all.parquet")
+    cfg = RMDataConfig(
+        train=str(tmp_path / "all.parquet"),
+        eval=str(tmp_path / "all.parquet"),
+        caption_max_objects=1,
+    )
+    train, held_out = load_pairs(cfg)
+    assert train == held_out
+    kept = {p.kind.split("/")[0] for p in train}
+    assert {"caption", "math", "counting", "format"} <= kept
+    sizes = {parse_caption(p.chosen).count for p in pairs if p.kind.startswith("caption/")}
+    assert {1, 2} <= sizes  # both kinds of scene were there to keep or drop
+    for pair in pairs:  # exactly the caption pairs of scenes with two or more objects are gone
+        big = pair.kind.startswith("caption/") and parse_caption(pair.chosen).count > 1
+        assert (pair in train) == (not big), pair.kind
 
 
 def test_caption_rejections_change_exactly_the_named_fact(caption_records):
