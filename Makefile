@@ -43,6 +43,8 @@ TRAIN_ARGS ?=
 demo: setup ## the local loop: base model -> reward model -> hybrid PPO -> runs/demo/report.md
 	@set -e; start=$$SECONDS; \
 	test -f runs/base-model/model/config.json || $(MAKE) --no-print-directory base-model; \
+	test -f runs/rm/model/config.json || test -f $(RM_BASE_MODEL)/config.json || \
+		$(MAKE) --no-print-directory rm-base-model; \
 	test -f runs/rm/model/config.json || $(MAKE) --no-print-directory reward-model; \
 	$(BIN)/hybridrl train --config configs/local.yaml trainer.name=demo $(TRAIN_ARGS); \
 	$(BIN)/hybridrl report runs/demo; \
@@ -60,8 +62,9 @@ demo-quick: setup ## the same stages on small budgets (a first look): runs/demo-
 		"data=[$(Q)/base-model/data/sft_train.parquet]" run_dir=$(Q)/base-model/sft \
 		export_to=$(Q)/base-model/model train.eval.data=$(Q)/base-model/data/val.parquet \
 		steps=60 train.eval.every=30 train.eval.n_per_task=4; \
-	$(MAKE) --no-print-directory reward-model RM_RUN=$(Q)/reward-model BASE_MODEL=$(Q)/base-model/model \
-		RM_ARGS="export_to=$(Q)/rm/model train.steps=40 $(RM_ARGS)"; \
+	$(MAKE) --no-print-directory reward-model RM_RUN=$(Q)/reward-model RM_BASE_MODEL=$(Q)/base-model/model \
+		RM_DATA_ARGS="data.caption_prompts=300 data.verifiable_prompts=120 data.eval_caption_prompts=25 \
+		data.eval_verifiable_prompts=24" RM_ARGS="export_to=$(Q)/rm/model train.steps=20 $(RM_ARGS)"; \
 	$(BIN)/hybridrl train --config configs/local.yaml trainer.name=demo trainer.runs_dir=$(Q) \
 		model.path=$(Q)/base-model/model reward.reward_model_path=$(Q)/rm/model \
 		data.train=$(Q)/base-model/data/rl_train.parquet data.test=$(Q)/base-model/data/rl_test.parquet \
@@ -97,16 +100,37 @@ base-model: setup
 
 # ---- reward model (docs/reward-model.md) ------------------------------------------------
 BASE_MODEL ?= runs/base-model/model
+# The RM's own base: the same tiny VLM over subword tokens (stage 1 for 2,400 steps), whose
+# 3x shorter sequences pay for the RM's 3,000 steps. ~16 min; needs `make base-model`'s data.
+RM_BASE ?= runs/rm-base
+RM_BASE_MODEL ?= $(RM_BASE)/model
 RM_CONFIG ?= configs/rm.yaml
 RM_RUN ?= runs/reward-model
-# extra dotted overrides, e.g. RM_ARGS="train.steps=400 train.threads=1"
+# extra dotted overrides for both stages, e.g. RM_ARGS="train.steps=400 train.threads=1",
+# and for the pairs, e.g. RM_DATA_ARGS="data.caption_prompts=1500"
 RM_ARGS ?=
-.PHONY: reward-model
-reward-model: setup ## synth preference pairs, then train + evaluate the RM (from BASE_MODEL when present)
-	$(BIN)/hybridrl rm data --config $(RM_CONFIG) --out $(RM_RUN)/pairs
+RM_DATA_ARGS ?=
+# the RM starts from RM_BASE_MODEL, else BASE_MODEL, else configs/rm.yaml's fresh `init: tiny`
+RM_INIT = $(firstword $(foreach m,$(RM_BASE_MODEL) $(BASE_MODEL),$(if $(wildcard $(m)/config.json),$(m),)))
+.PHONY: rm-base-model reward-model
+rm-base-model: setup ## the RM's subword base model (pretraining 0/1/2 + SFT on the base model's data)
+	@set -e; start=$$SECONDS; rm -rf $(RM_BASE); \
+	test -f runs/base-model/data/sft_train.parquet || \
+		$(BIN)/hybridrl pretrain data --config configs/base_model.yaml; \
+	for stage in 0 1 2; do $(BIN)/hybridrl pretrain --stage $$stage --config configs/pretrain_tiny.yaml \
+		model=tiny-bpe run_dir=$(RM_BASE) $$( [ $$stage = 1 ] && echo steps=2400 ); done; \
+	$(BIN)/hybridrl sft --config configs/sft_tiny.yaml model=$(RM_BASE)/stage2/final \
+		run_dir=$(RM_BASE)/sft export_to=$(RM_BASE)/model; \
+	echo "RM base model: $(RM_BASE)/model, built in $$((SECONDS - start)) s"
+
+reward-model: setup ## synth preference pairs, then the two-stage RM curriculum + held-out eval
+	$(BIN)/hybridrl rm data --config $(RM_CONFIG) --out $(RM_RUN)/pairs $(RM_DATA_ARGS)
+	$(BIN)/hybridrl rm train --config $(RM_CONFIG) run_dir=$(RM_RUN)/stage1 \
+		data.train=$(RM_RUN)/pairs/train.parquet data.eval=$(RM_RUN)/pairs/eval.parquet \
+		$(if $(RM_INIT),init=$(RM_INIT),) $(RM_ARGS) data.caption_max_objects=1 export_to=null
 	$(BIN)/hybridrl rm train --config $(RM_CONFIG) run_dir=$(RM_RUN) \
 		data.train=$(RM_RUN)/pairs/train.parquet data.eval=$(RM_RUN)/pairs/eval.parquet \
-		$(if $(wildcard $(BASE_MODEL)/config.json),init=$(BASE_MODEL),) $(RM_ARGS)
+		$(RM_ARGS) init=$(RM_RUN)/stage1/final
 
 # ---- rejection-sampling fine-tuning (docs/rs.md) ----------------------------------------
 RS_CONFIG ?= configs/rs.yaml

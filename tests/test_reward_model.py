@@ -406,6 +406,29 @@ def test_train_cli_fine_tunes_toward_the_targets_and_records_eval(tmp_path):
     assert json.loads((final / "final.json").read_text())["last_step"] == 2
 
 
+def test_make_reward_model_runs_the_two_stage_curriculum_of_configs_rm_yaml():
+    import subprocess
+    from pathlib import Path
+
+    from hybridrl.config import load_config
+    from reward_model.train import RMTrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(RMTrainConfig, root / "configs" / "rm.yaml", [])
+    assert cfg.data.quote_share == 1.0 and cfg.data.caption_max_objects is None
+    out = subprocess.run(
+        ["make", "-n", "--no-print-directory", "reward-model", "RM_BASE_MODEL=/no/rm/base",
+         "BASE_MODEL=/no/base", "RM_RUN=/tmp/rmrun"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.replace("\\\n", " ")  # fmt: skip
+    data, stage1, stage2 = [line for line in out.splitlines() if "hybridrl rm " in line]
+    assert "rm data" in data and "--out /tmp/rmrun/pairs" in data
+    assert "run_dir=/tmp/rmrun/stage1" in stage1 and "data.caption_max_objects=1" in stage1
+    assert "export_to=null" in stage1 and "init=" not in stage1  # no base model: init: tiny
+    assert "run_dir=/tmp/rmrun " in stage2 + " " and "init=/tmp/rmrun/stage1/final" in stage2
+    assert "caption_max_objects" not in stage2
+
+
 def test_cli_errors_name_the_problem(tmp_path):
     runner = CliRunner()
     res = runner.invoke(
