@@ -51,6 +51,8 @@ demo: setup ## the local loop: base model -> reward model -> hybrid PPO -> runs/
 	echo "demo finished in $$((SECONDS - start)) s; report: runs/demo/report.md"
 
 Q := runs/demo-quick
+QUICK_RM_DATA := data.caption_prompts=300 data.verifiable_prompts=120 data.eval_caption_prompts=25 \
+	data.eval_verifiable_prompts=24
 demo-quick: setup ## the same stages on small budgets (a first look): runs/demo-quick/demo/report.md
 	@set -e; start=$$SECONDS; rm -rf $(Q); \
 	$(BIN)/hybridrl pretrain data --config configs/base_model.yaml out_dir=$(Q)/base-model/data \
@@ -63,8 +65,7 @@ demo-quick: setup ## the same stages on small budgets (a first look): runs/demo-
 		export_to=$(Q)/base-model/model train.eval.data=$(Q)/base-model/data/val.parquet \
 		steps=60 train.eval.every=30 train.eval.n_per_task=4; \
 	$(MAKE) --no-print-directory reward-model RM_RUN=$(Q)/reward-model RM_BASE_MODEL=$(Q)/base-model/model \
-		RM_DATA_ARGS="data.caption_prompts=300 data.verifiable_prompts=120 data.eval_caption_prompts=25 \
-		data.eval_verifiable_prompts=24" RM_ARGS="export_to=$(Q)/rm/model train.steps=20 $(RM_ARGS)"; \
+		RM_DATA_ARGS="$(QUICK_RM_DATA)" RM_ARGS="export_to=$(Q)/rm/model train.steps=20 $(RM_ARGS)"; \
 	$(BIN)/hybridrl train --config configs/local.yaml trainer.name=demo trainer.runs_dir=$(Q) \
 		model.path=$(Q)/base-model/model reward.reward_model_path=$(Q)/rm/model \
 		data.train=$(Q)/base-model/data/rl_train.parquet data.test=$(Q)/base-model/data/rl_test.parquet \
