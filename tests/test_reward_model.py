@@ -187,9 +187,8 @@ def test_quote_examples_ask_for_the_better_words_in_the_same_layout():
 
     prompt = [{"role": "user", "content": "Describe the image."}]
     pair = Pair(prompt, [], "<think>x</think>a red circle", "<think></think>a blue circle", "c/c")
-    same = Pair(
-        prompt, [], "<think>x</think>tie", "<think>y</think>tie", "c/tie"
-    )  # nothing differs
+    # only the hidden thoughts differ: the RM sees two identical responses, nothing to quote
+    same = Pair(prompt, [], "<think>x</think>tie", "<think>y</think>tie", "c/tie")
     examples = to_examples(swap_augment([pair, same]), strip_think=True, quote_share=1.0)
     verdicts = [e for e in examples if e.domain != "rm/quote"]
     quotes = [e for e in examples if e.domain == "rm/quote"]
