@@ -84,6 +84,12 @@ def eval_command(
     out: Path | None = typer.Option(None, "--out", help="JSON report (default MODEL/eval.json)"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="pairs per forward pass"),
     limit: int = typer.Option(0, "--limit", min=0, help="evaluate the first N pairs only (0: all)"),
+    evidence: bool = typer.Option(
+        False,
+        "--evidence/--no-evidence",
+        help="also ask the quote question: does the RM give the chosen response's differing "
+        "words a higher likelihood than the rejected one's (RMs trained with quote examples)",
+    ),
 ) -> None:
     """Held-out pairwise accuracy, position consistency and mean position gap."""
     from reward_model.evaluate import EVAL_FILE, evaluate_pairs, format_report, write_report
@@ -99,7 +105,7 @@ def eval_command(
         pairs = pairs[:limit]
     if not pairs:
         _fail(f"{data} holds no pairs")
-    report = evaluate_pairs(rm, pairs, batch_size=batch_size)
+    report = evaluate_pairs(rm, pairs, batch_size=batch_size, evidence=evidence)
     report["model"], report["data"] = str(model), str(data)
     path = write_report(report, out or model / EVAL_FILE)
     typer.echo(format_report(report))

@@ -316,7 +316,10 @@ def train(
 
     write_rm_config(final, strip_think=cfg.strip_think)
     rm = RewardModel.load(final)
-    report = evaluate_pairs(rm, eval_pairs, batch_size=cfg.eval_batch_size)
+    # an RM trained to quote also reports whether its quote picks the right words
+    report = evaluate_pairs(
+        rm, eval_pairs, batch_size=cfg.eval_batch_size, evidence=cfg.data.quote_share > 0
+    )
     report.update(model=str(final), init=cfg.init, train_pairs=len(train_pairs))
     write_report(report, run_dir / EVAL_FILE)
     eval_path = write_report(report, final / EVAL_FILE)

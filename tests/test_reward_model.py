@@ -201,6 +201,40 @@ def test_quote_examples_ask_for_the_better_words_in_the_same_layout():
     assert to_examples(swap_augment([pair]), strip_think=True, quote_share=0.0) == verdicts[:2]
 
 
+def test_evidence_compares_the_quote_likelihoods_of_both_responses_words(rm, caption_records):
+    from reward_model.evaluate import _target_logprobs, evaluate_pairs, format_report
+    from reward_model.layout import QUOTE_QUESTION, differing_span
+    from vlm.processor import to_pil
+
+    pairs = list(pairs_from_records(caption_records, seed=2, format_share=0))
+    prompt, images = pairs[0].prompt, pairs[0].images
+    same = Pair(prompt, images, "<think>x</think>tie", "<think>y</think>tie", "caption/tie")
+    report = evaluate_pairs(rm, [*pairs, same], batch_size=3, evidence=True)  # odd: padded chunks
+    evidence = report["evidence"]
+    assert evidence["overall"]["n"] == len(pairs)  # the tie has no words to quote
+    # by hand, one sequence at a time (no padding): right words vs wrong words, in each order
+    hits = {True: [], False: []}
+    for p in pairs:
+        chosen, rejected = (clean_response(r, strip_think=True) for r in (p.chosen, p.rejected))
+        right, wrong = differing_span(chosen, rejected), differing_span(rejected, chosen)
+        pil = [to_pil(im) for im in p.images]
+        for chosen_first in (True, False):
+            a, b = (p.chosen, p.rejected) if chosen_first else (p.rejected, p.chosen)
+            m = comparison_messages(p.prompt, a, b, n_images=len(pil), question=QUOTE_QUESTION)
+            (lr,) = _target_logprobs(rm, [m], [pil], [right])
+            (lw,) = _target_logprobs(rm, [m], [pil], [wrong])
+            assert abs(lr - lw) > 1e-4  # a tie would make the comparison below fragile
+            hits[chosen_first].append(lr > lw)
+    first, second = (sum(hits[k]) / len(pairs) for k in (True, False))
+    assert evidence["overall"]["first_accuracy"] == pytest.approx(first)
+    assert evidence["overall"]["second_accuracy"] == pytest.approx(second)
+    assert evidence["overall"]["accuracy"] == pytest.approx((first + second) / 2)
+    assert set(evidence["kinds"]) == {p.kind for p in pairs}
+    assert sum(m["n"] for m in evidence["kinds"].values()) == len(pairs)
+    assert "evidence (quote head)" in format_report(report)
+    assert "evidence" not in evaluate_pairs(rm, pairs[:2])  # only when asked for
+
+
 def test_caption_max_objects_keeps_small_scenes_and_every_other_pair(tmp_path):
     from reward_model.train import RMDataConfig, load_pairs
 
@@ -383,10 +417,14 @@ def test_train_cli_fine_tunes_toward_the_targets_and_records_eval(tmp_path):
             str(data / "eval.parquet"),
             "--out",
             str(tmp_path / "e.json"),
+            "--evidence",
         ],
     )
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "e.json").read_text())["overall"] == report["overall"]
+    written = json.loads((tmp_path / "e.json").read_text())
+    assert written["overall"] == report["overall"]
+    assert written["evidence"]["overall"]["n"] == report["overall"]["n"]  # every pair differs
+    assert "evidence (quote head)" in res.output
 
     # the same run dir again: refused with the way out named, then started over on --overwrite
     again = [
