@@ -184,8 +184,21 @@ def caption_rejections(
         raise ValueError(f"caption record {record.extra_info.index} has no extra_info.scene_graph")
     scene = Scene.from_dict(json.loads(graph) if isinstance(graph, str) else graph)
     preset = caption.PRESETS.get(record.extra_info.difficulty or "easy", caption.PRESETS["easy"])
+    unknown = [k for k in kinds if k not in (*caption.CORRUPTIONS, *MALFORMED)]
+    if unknown:
+        raise ValueError(
+            f"unknown caption kind(s) {unknown}; known: {', '.join((*caption.CORRUPTIONS, *MALFORMED))}"
+        )
+    reference = caption.caption_of(scene)
     out = []
     for kind in kinds:
+        if kind in MALFORMED:
+            bad_caption = malformed_caption(reference, rng, kind)
+            if bad_caption is None:  # nothing of that kind to break in this caption
+                continue
+            think = record.extra_info.reference_response.split("</think>")[0] + "</think>"
+            out.append((f"{think}{bad_caption}", kind))
+            continue
         # corrupt within the preset's own vocabulary: an unseen colour word would be a shortcut
         bad, kind = caption.corrupt_scene(
             scene, rng, kind, shapes=preset.shapes, colours=preset.colours
@@ -195,6 +208,49 @@ def caption_rejections(
             (f"<think>{len(bad.objects)} shapes: {names}</think>{caption.caption_of(bad)}", kind)
         )
     return out
+
+
+# Rejections that are no caption of any scene: the ways an RL policy was seen to game an RM
+# that had only seen one-fact corruptions (docs/rl.md): broken words, stray numbers, a phrase
+# cut off, and one object listed twice in place of another.
+MALFORMED = ("garbled", "repeat")
+_OBJECT_PHRASE = re.compile(
+    r"an? \w+ \w+ at the (?:(?:top|bottom) (?:left|right)|top|bottom|left|right|centre)\b"
+)
+
+
+def malformed_caption(caption: str, rng: random.Random, kind: str) -> str | None:
+    """``caption`` (synth's grammar) made malformed; None when it has nothing to break that way.
+
+    ``garbled``: a word of an object phrase cut to its first letters, a stray number put
+    before a colour, or the last phrase cut after ``and``/``,`` to ``a <number>``; ``repeat``:
+    one object phrase replaced by a copy of another (the count word stays), only for captions
+    whose phrases all differ.
+    """
+    phrases = [m for m in _OBJECT_PHRASE.finditer(caption)]
+    if not phrases:
+        return None
+    if kind == "repeat":
+        texts = [m.group(0) for m in phrases]
+        if len(texts) < 2 or len(set(texts)) < len(texts):
+            return None
+        i, j = rng.sample(range(len(phrases)), 2)
+        m = phrases[i]
+        return caption[: m.start()] + texts[j] + caption[m.end() :]
+    if kind != "garbled":
+        raise ValueError(f"unknown malformation {kind!r}; known: {', '.join(MALFORMED)}")
+    m = rng.choice(phrases)
+    words = m.group(0).split()  # a, colour, shape, at, the, place...
+    how = rng.randrange(3)
+    if how == 0:  # a word cut short: "a green square at the sht"
+        k = rng.choice([i for i, w in enumerate(words) if len(w) >= 4])
+        words[k] = words[k][: rng.randint(1, min(3, len(words[k]) - 2))] + words[k][-1]
+        broken = " ".join(words)
+    elif how == 1:  # a stray number: "a 14 red circle at the centre"
+        broken = " ".join([words[0], str(rng.randint(2, 99)), *words[1:]])
+    else:  # cut off: "... and a 14."
+        broken = f"{words[0]} {rng.randint(2, 99)}"
+    return caption[: m.start()] + broken + caption[m.end() :]
 
 
 _INT = re.compile(r"-?\d+")
@@ -301,7 +357,8 @@ def pairs_from_records(
 ) -> Iterator[Pair]:
     """Preference pairs from prompt records: caption corruptions, wrong answers, bad formats.
 
-    Caption records give one pair per entry of ``caption_kinds``; a verifiable record gives
+    Caption records give one pair per entry of ``caption_kinds`` (`caption/<fact>` for one-fact
+    corruptions, `malformed/<kind>` for `MALFORMED` ones); a verifiable record gives
     one wrong-answer pair; any record gives a format pair with probability ``format_share``.
     """
     rng = random.Random(seed)
@@ -320,7 +377,9 @@ def pairs_from_records(
             continue  # the RM prompt layout takes images only
         if record.reward_model.style == "model" and task == "caption":
             for response, kind in caption_rejections(record, rng, caption_kinds):
-                yield Pair(chosen=reference, rejected=response, kind=f"caption/{kind}", **base)
+                # malformed captions are their own family: `caption` stays the one-fact pairs
+                family = "malformed" if kind in MALFORMED else "caption"
+                yield Pair(chosen=reference, rejected=response, kind=f"{family}/{kind}", **base)
         elif record.reward_model.style == "rule":
             wrong = verifiable_rejection(record, rng)
             if wrong is not None:

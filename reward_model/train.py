@@ -57,8 +57,9 @@ class RMDataConfig(_Section):
     caption_max_objects: int | None = Field(
         None,
         ge=0,
-        description="keep only the caption pairs whose chosen caption names at most this many "
-        "objects (the first stage of the default curriculum); other pairs are kept",
+        description="keep only the caption (and malformed-caption) pairs whose chosen caption "
+        "names at most this many objects (the first stage of the default curriculum); other "
+        "pairs are kept",
     )
     quote_share: float = Field(
         0.0,
@@ -141,11 +142,12 @@ def build_synthetic_pairs(cfg: RMDataConfig, out: str | Path) -> dict[str, tuple
 
 
 def within_objects(pair: Pair, max_objects: int | None) -> bool:
-    """False only for a caption pair whose chosen caption (synth's grammar) names more than
-    ``max_objects`` objects; pairs of other kinds, and captions that do not parse, pass."""
+    """False only for a caption pair (`caption/*` or `malformed/*`) whose chosen caption (synth's
+    grammar) names more than ``max_objects`` objects; pairs of other kinds, and captions that do
+    not parse, pass."""
     from synth.caption import parse_caption
 
-    if max_objects is None or not pair.kind.startswith("caption/"):
+    if max_objects is None or not pair.kind.startswith(("caption/", "malformed/")):
         return True
     facts = parse_caption(pair.chosen)
     return facts is None or facts.count is None or facts.count <= max_objects

@@ -239,7 +239,8 @@ def test_caption_max_objects_keeps_small_scenes_and_every_other_pair(tmp_path):
     from reward_model.train import RMDataConfig, load_pairs
 
     records = generate("caption", 40, seed=11) + generate(["math", "counting"], 6, seed=11)
-    pairs = list(pairs_from_records(records, seed=11, format_share=0.5))
+    kinds = ["colour", "shape", "count", "position", "garbled", "repeat"]
+    pairs = list(pairs_from_records(records, seed=11, format_share=0.5, caption_kinds=kinds))
     write_pairs(pairs, tmp_path / "all.parquet")
     cfg = RMDataConfig(
         train=str(tmp_path / "all.parquet"),
@@ -249,11 +250,13 @@ def test_caption_max_objects_keeps_small_scenes_and_every_other_pair(tmp_path):
     train, held_out = load_pairs(cfg)
     assert train == held_out
     kept = {p.kind.split("/")[0] for p in train}
-    assert {"caption", "math", "counting", "format"} <= kept
+    assert {"caption", "malformed", "math", "counting", "format"} <= kept
     sizes = {parse_caption(p.chosen).count for p in pairs if p.kind.startswith("caption/")}
     assert {1, 2} <= sizes  # both kinds of scene were there to keep or drop
-    for pair in pairs:  # exactly the caption pairs of scenes with two or more objects are gone
-        big = pair.kind.startswith("caption/") and parse_caption(pair.chosen).count > 1
+    # exactly the (one-fact or malformed) caption pairs of scenes with two or more objects are gone
+    for pair in pairs:
+        captioned = pair.kind.startswith(("caption/", "malformed/"))
+        big = captioned and parse_caption(pair.chosen).count > 1
         assert (pair in train) == (not big), pair.kind
 
 
@@ -270,6 +273,62 @@ def test_caption_rejections_change_exactly_the_named_fact(caption_records):
             if kind in ("colour", "shape", "position"):
                 # same number of objects: only one attribute moved
                 assert bad_caption.split(":")[0] == ref_caption.split(":")[0]
+
+
+def test_malformed_captions_break_the_grammar_or_repeat_an_object():
+    from reward_model.pairs import malformed_caption
+
+    good = "There are three shapes: a red circle at the top left, a blue square at the centre and a green triangle at the bottom."
+    rng = random.Random(0)
+    garbled = {malformed_caption(good, rng, "garbled") for _ in range(60)}
+    assert good not in garbled and None not in garbled
+    for bad in garbled:
+        facts = parse_caption(bad)
+        # a word cut short, a stray number, or the phrase cut off: one object is no longer stated
+        assert facts is not None and facts.count == 3, bad
+        assert len(set(facts.objects) & set(parse_caption(good).objects)) == 2, bad
+    assert any(re.search(r"a \d+ (red|blue|green)", b) for b in garbled)  # stray number
+    assert any(re.search(r"a \d+(\.| and|,)", b) for b in garbled)  # cut off
+    assert any(not re.search(r"\d", b) for b in garbled)  # a word cut short
+    repeats = {malformed_caption(good, rng, "repeat") for _ in range(30)}
+    for bad in repeats:
+        facts = parse_caption(bad)
+        assert facts.count == 3 and len(facts.objects) == 3  # the count word is kept
+        assert len(set(facts.objects)) == 2 and set(facts.objects) < set(
+            parse_caption(good).objects
+        )
+    assert len(repeats) > 1
+    one = "There is one shape: a red circle at the top."
+    assert malformed_caption(one, rng, "repeat") is None  # nothing to repeat in place of another
+    assert (
+        malformed_caption(
+            good.replace("blue square", "red circle").replace("centre", "top left"), rng, "repeat"
+        )
+        is None
+    )
+    assert malformed_caption("The image is empty.", rng, "garbled") is None
+    with pytest.raises(ValueError, match="unknown malformation"):
+        malformed_caption(good, rng, "shuffle")
+
+
+def test_malformed_pairs_are_their_own_family_and_unknown_kinds_are_named(caption_records):
+    pairs = list(
+        pairs_from_records(
+            caption_records, seed=4, caption_kinds=["colour", "garbled", "repeat"], format_share=0
+        )
+    )
+    kinds = {p.kind for p in pairs}
+    assert (
+        {"caption/colour", "malformed/garbled"}
+        <= kinds
+        <= {"caption/colour", "malformed/garbled", "malformed/repeat"}
+    )
+    for p in pairs:
+        if p.kind.startswith("malformed/"):
+            assert p.chosen.split("</think>")[0] == p.rejected.split("</think>")[0]  # same thoughts
+            assert p.chosen != p.rejected
+    with pytest.raises(ValueError, match="unknown caption kind.*'sparkle'"):
+        list(pairs_from_records(caption_records, caption_kinds=["colour", "sparkle"]))
 
 
 def test_verifiable_pairs_are_scored_lower_by_their_verifier():
