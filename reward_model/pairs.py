@@ -222,12 +222,12 @@ _OBJECT_PHRASE = re.compile(
 def malformed_caption(caption: str, rng: random.Random, kind: str) -> str | None:
     """``caption`` (synth's grammar) made malformed; None when it has nothing to break that way.
 
-    ``garbled``: a word of an object phrase cut to its first letters, a stray number put
-    before a colour, or the last phrase cut after ``and``/``,`` to ``a <number>``; ``repeat``:
+    ``garbled``: a word of an object phrase cut to its first letters and last one, a stray
+    number put before a colour, or an object phrase cut off to ``a <number>``; ``repeat``:
     one object phrase replaced by a copy of another (the count word stays), only for captions
     whose phrases all differ.
     """
-    phrases = [m for m in _OBJECT_PHRASE.finditer(caption)]
+    phrases = list(_OBJECT_PHRASE.finditer(caption))
     if not phrases:
         return None
     if kind == "repeat":

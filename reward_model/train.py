@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pretrain.config import OptimConfig, Trainable, TrainConfig
 from reward_model.evaluate import EVAL_FILE, evaluate_pairs, write_report
@@ -41,7 +41,8 @@ class RMDataConfig(_Section):
     caption_prompts: int = Field(1500, ge=0, description="caption prompts (one pair per kind)")
     caption_kinds: list[str] = Field(
         default_factory=lambda: ["colour", "shape", "count", "position"],
-        description="facts corrupted in rejected captions",
+        description="facts corrupted in rejected captions (synth.caption.CORRUPTIONS) and "
+        "malformations (reward_model.pairs.MALFORMED)",
     )
     verifiable_prompts: int = Field(600, ge=0, description="prompts over verifiable_tasks")
     verifiable_tasks: list[str] = Field(default_factory=lambda: list(VERIFIABLE_TASKS))
@@ -68,6 +69,19 @@ class RMDataConfig(_Section):
         description="extra examples per pair example that ask, in the same layout, for the "
         "better response's words where the two differ (supervises the verdict's evidence)",
     )
+
+    @field_validator("caption_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        from reward_model.pairs import MALFORMED
+        from synth.caption import CORRUPTIONS
+
+        unknown = [k for k in kinds if k not in (*CORRUPTIONS, *MALFORMED)]
+        if unknown:
+            raise ValueError(
+                f"unknown caption kind(s) {unknown}; known: {[*CORRUPTIONS, *MALFORMED]}"
+            )
+        return kinds
 
 
 class RMOptimConfig(OptimConfig):

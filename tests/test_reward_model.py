@@ -536,6 +536,11 @@ def test_cli_errors_name_the_problem(tmp_path):
     assert res.exit_code == 2 and "neither a checkpoint dir" in res.output
     res = runner.invoke(app, ["rm", "train", "train.optim.lr=-1"])
     assert res.exit_code == 2 and "train.optim.lr" in res.output
+    res = runner.invoke(
+        app, ["rm", "data", "--out", str(tmp_path / "p"), "data.caption_kinds=[colour,sparkle]"]
+    )
+    assert res.exit_code == 2 and "unknown caption kind" in res.output and "sparkle" in res.output
+    assert not (tmp_path / "p").exists()
 
 
 def test_comparison_dataclass_properties_are_order_aware():
