@@ -15,6 +15,7 @@ from reward_model.layout import QUOTE_QUESTION, clean_response, comparison_messa
 from reward_model.model import PairInput, RewardModel
 from reward_model.pairs import Pair
 from reward_model.scoring import Comparison, pair_metrics
+from rl.batching import token_logprobs
 from vlm.processor import to_pil
 
 EVAL_FILE = "eval.json"
@@ -140,11 +141,9 @@ def _target_logprobs(
     labels = batch.pop("labels")
     device = next(rm.model.parameters()).device
     out = rm.model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False)
-    logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1).cpu()
-    labels = labels[:, 1:]
-    mask = labels != -100
-    token = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (token * mask).sum(-1).tolist()
+    labels = labels[:, 1:].to(device)
+    token = token_logprobs(out.logits[:, :-1], labels.clamp(min=0))
+    return (token * (labels != -100)).sum(-1).cpu().tolist()
 
 
 def format_report(report: dict[str, Any]) -> str:
