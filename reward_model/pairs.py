@@ -184,11 +184,6 @@ def caption_rejections(
         raise ValueError(f"caption record {record.extra_info.index} has no extra_info.scene_graph")
     scene = Scene.from_dict(json.loads(graph) if isinstance(graph, str) else graph)
     preset = caption.PRESETS.get(record.extra_info.difficulty or "easy", caption.PRESETS["easy"])
-    unknown = [k for k in kinds if k not in (*caption.CORRUPTIONS, *MALFORMED)]
-    if unknown:
-        raise ValueError(
-            f"unknown caption kind(s) {unknown}; known: {', '.join((*caption.CORRUPTIONS, *MALFORMED))}"
-        )
     reference = caption.caption_of(scene)
     out = []
     for kind in kinds:
@@ -217,6 +212,17 @@ MALFORMED = ("garbled", "repeat")
 _OBJECT_PHRASE = re.compile(
     r"an? \w+ \w+ at the (?:(?:top|bottom) (?:left|right)|top|bottom|left|right|centre)\b"
 )
+
+
+def check_caption_kinds(kinds: Sequence[str]) -> list[str]:
+    """``kinds`` as a list when each is a one-fact corruption or a malformation, else ValueError."""
+    from synth.caption import CORRUPTIONS
+
+    known = (*CORRUPTIONS, *MALFORMED)
+    unknown = [k for k in kinds if k not in known]
+    if unknown:
+        raise ValueError(f"unknown caption kind(s) {unknown}; known: {', '.join(known)}")
+    return list(kinds)
 
 
 def malformed_caption(caption: str, rng: random.Random, kind: str) -> str | None:
@@ -361,6 +367,7 @@ def pairs_from_records(
     corruptions, `malformed/<kind>` for `MALFORMED` ones); a verifiable record gives
     one wrong-answer pair; any record gives a format pair with probability ``format_share``.
     """
+    caption_kinds = check_caption_kinds(caption_kinds)  # once, not per record
     rng = random.Random(seed)
     for record in records:
         reference = record.extra_info.reference_response

@@ -73,15 +73,9 @@ class RMDataConfig(_Section):
     @field_validator("caption_kinds")
     @classmethod
     def _known_kinds(cls, kinds: list[str]) -> list[str]:
-        from reward_model.pairs import MALFORMED
-        from synth.caption import CORRUPTIONS
+        from reward_model.pairs import check_caption_kinds
 
-        unknown = [k for k in kinds if k not in (*CORRUPTIONS, *MALFORMED)]
-        if unknown:
-            raise ValueError(
-                f"unknown caption kind(s) {unknown}; known: {[*CORRUPTIONS, *MALFORMED]}"
-            )
-        return kinds
+        return check_caption_kinds(kinds)
 
 
 class RMOptimConfig(OptimConfig):
