@@ -52,6 +52,11 @@ class RolloutConfig(_Section):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(64, ge=1)
     micro_batch_size: int = Field(64, ge=1, description="sequences per generate call")
+    group_by_length: bool = Field(
+        True,
+        description="fill each generate call with prompts whose tasks gave responses of like "
+        "length in earlier iterations (a call waits on its longest response)",
+    )
 
 
 class OptimConfig(_Section):
@@ -92,6 +97,12 @@ class PPOConfig(_Section):
         True,
         description="whitening subtracts the batch's token mean (GAE); off: scale only, so a "
         "zero advantage stays zero (group advantages are centred per prompt already)",
+    )
+    whiten_by: Literal["batch", "source"] = Field(
+        "batch",
+        description="statistics the whitening uses: the whole batch, or each reward source's "
+        "rows on their own (model / rule), so a reward model's small score differences weigh "
+        "as much in the update as a verifier's 0/1",
     )
     advantage: Literal["gae", "group"] = Field(
         "gae",

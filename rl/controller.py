@@ -315,7 +315,15 @@ class Controller:
             )
         # the token mean whitening would subtract: the push every zero-advantage token gets
         adv_token_mean = float(ca.masked_mean(advantages, mask))
-        if cfg.ppo.whiten_advantages and cfg.ppo.whiten_shift_mean:
+        # each reward source's advantage spread before whitening: how much of the update it gets
+        adv_std = {
+            src: float(ca.masked_var(advantages[rows], mask[rows]).sqrt())
+            for src in set(styles)
+            if len(rows := [i for i, st in enumerate(styles) if st == src]) > 1
+        }
+        if cfg.ppo.whiten_advantages and cfg.ppo.whiten_by == "source":
+            advantages = ca.whiten_by_group(advantages, mask, styles, cfg.ppo.whiten_shift_mean)
+        elif cfg.ppo.whiten_advantages and cfg.ppo.whiten_shift_mean:
             advantages = ca.masked_whiten(advantages, mask)
         elif cfg.ppo.whiten_advantages:
             advantages = ca.masked_scale(advantages, mask)
@@ -361,6 +369,8 @@ class Controller:
             m[f"kl/{src}"] = float(ca.masked_mean(kl[rows], mask[rows]))
         m["kl/mean"] = float(ca.masked_mean(kl, mask))
         m["advantage/token_mean_before_whitening"] = adv_token_mean
+        for src, std in sorted(adv_std.items()):
+            m[f"advantage/std_before_whitening/{src}"] = std
         m["entropy/mean"] = float(ca.masked_mean(entropy, mask))
         m["critic/explained_variance"] = float(ca.explained_variance(values, returns, mask))
         m["critic/value_mean"] = float(ca.masked_mean(values, mask))

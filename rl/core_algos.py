@@ -52,6 +52,24 @@ def masked_scale(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torc
     return x * torch.rsqrt(masked_var(x, mask) + eps) * mask
 
 
+def whiten_by_group(
+    x: torch.Tensor, mask: torch.Tensor, groups: list[str], shift_mean: bool = True
+) -> torch.Tensor:
+    """Whiten (or, without ``shift_mean``, only scale) each group of rows on its own statistics.
+
+    ``groups`` names each row's group, e.g. its reward source: a reward model's scores of a
+    prompt's responses differ by hundredths where a verifier's differ by whole points, so on
+    batch statistics the verifier rows would carry nearly all of the gradient."""
+    out = torch.zeros_like(x)
+    for name in sorted(set(groups)):
+        rows = torch.tensor([g == name for g in groups], device=x.device)
+        part = x[rows]
+        out[rows] = (
+            masked_whiten(part, mask[rows]) if shift_mean else masked_scale(part, mask[rows])
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- KL estimators
 
 KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -136,3 +136,20 @@ def test_explained_variance_perfect_and_zero():
 
 def test_entropy_uniform():
     assert ca.entropy_from_logits(torch.zeros(1, 4)).item() == pytest.approx(math.log(4), rel=1e-5)
+
+
+def test_whiten_by_group_uses_each_groups_own_stats():
+    # rows 0 and 2 ("rule"): tokens [1, 3] and [5, 7(masked)] → mean 3, unbiased var 4 → ±1 / 0
+    # row 1 ("model"): [0.1, 0.3] → mean 0.2, unbiased var 0.02 → ∓1/√2
+    x = t([[1.0, 3.0], [0.1, 0.3], [5.0, 7.0]])
+    mask = t([[1, 1], [1, 1], [1, 0]])
+    w = ca.whiten_by_group(x, mask, ["rule", "model", "rule"])
+    assert torch.allclose(w[0], t([-1.0, 0.0]), atol=1e-5)
+    assert torch.allclose(w[2], t([1.0, 0.0]), atol=1e-5)
+    assert torch.allclose(w[1], t([-(0.5**0.5), 0.5**0.5]), atol=1e-4)
+    # on the batch's statistics the model row's two tokens would sit ~0.1 apart, not √2
+    b = ca.masked_whiten(x, mask)
+    assert (b[1, 1] - b[1, 0]).item() < 0.15 < (w[1, 1] - w[1, 0]).item()
+    # scale only: a zero stays zero, each group divided by its own std
+    s = ca.whiten_by_group(t([[0.0, 2.0], [0.0, -0.2]]), t([[1, 1], [1, 1]]), ["a", "b"], False)
+    assert torch.allclose(s, t([[0.0, 2.0 / 2**0.5], [0.0, -0.2 / 0.02**0.5]]), atol=1e-5)
