@@ -134,6 +134,16 @@ def micro_batches(rows: Sequence[int], size: int) -> list[list[int]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
+def length_grouped_chunks(expected: Sequence[float], size: int) -> list[list[int]]:
+    """Row indices in chunks of at most ``size``, longest ``expected`` response length first.
+
+    A batched generate call runs until its longest response ends, so one long response in a
+    chunk of short ones holds them all; chunks of like lengths end together. Ties keep their
+    order, so with no estimates yet the chunks are consecutive."""
+    order = sorted(range(len(expected)), key=lambda i: (-expected[i], i))
+    return micro_batches(order, size)
+
+
 def minibatches(n: int, minibatch_size: int, epochs: int, seed: int) -> list[list[int]]:
     """Shuffled minibatches of row indices, ``epochs`` passes over ``n`` rows (last one may be short)."""
     gen = torch.Generator().manual_seed(seed)

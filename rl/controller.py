@@ -24,6 +24,7 @@ from rl import core_algos as ca
 from rl.batching import (
     RolloutBatch,
     group_advantages,
+    length_grouped_chunks,
     minibatches,
     pad_rows,
     plan_inference,
@@ -84,6 +85,8 @@ class Controller:
         dump_config(cfg, self.run_dir / "config.yaml")
         self.iteration = 0
         self.position = 0  # prompts consumed from the sampler's stream
+        # mean response tokens per task in recent iterations: how generate calls are filled
+        self.response_len: dict[str, float] = {}
         random.seed(cfg.trainer.seed)
         np.random.seed(cfg.trainer.seed)
         torch.manual_seed(cfg.trainer.seed)
@@ -257,6 +260,7 @@ class Controller:
             )
 
         # 8. bookkeeping and metrics
+        self._track_response_lengths(records, outputs)
         self.iteration, self.position = it, self.position + n_prompts
         self.ledger.record(it, self.position - n_prompts, [self.train_rows[i] for i in indices])
         t.times["time/iteration"] = time.perf_counter() - t0
@@ -388,15 +392,15 @@ class Controller:
     def _generate_and_score(
         self, records: list[PromptRecord], params: SamplingParams, seed: int, t: Timer
     ) -> tuple[list[RolloutOutput], list[Scored]]:
-        """Generation spread over the engines in chunks; each chunk is scored as it lands."""
+        """Generation spread over the engines in chunks; each chunk is scored as it lands.
+
+        Returns the outputs and scores in prompt order (each prompt's n samples together)."""
         import ray
 
         prompts = [to_prompt(r) for r in records]
         per_call = max(1, self.cfg.rollout.micro_batch_size // params.n)
-        chunks = [
-            list(range(s, min(s + per_call, len(prompts))))
-            for s in range(0, len(prompts), per_call)
-        ]
+        known = self.response_len if self.cfg.rollout.group_by_length else {}
+        chunks = length_grouped_chunks([known.get(task_of(r), 0.0) for r in records], per_call)
         pending = {}
         for c, idx in enumerate(chunks):
             engine = self.rollout.handles[c % len(self.rollout)]
@@ -423,7 +427,9 @@ class Controller:
                 outs, future = results[c]
                 outputs += outs
                 scores += future.result()
-        return outputs, scores
+        # back in prompt order, whatever the chunks were: (prompt, sample) rows as drawn
+        order = sorted(range(len(outputs)), key=lambda i: outputs[i].prompt)
+        return [outputs[i] for i in order], [scores[i] for i in order]
 
     def _rollout_batch(
         self, records: list[PromptRecord], outputs: list[RolloutOutput]
@@ -458,6 +464,16 @@ class Controller:
                     full[rows] = res[k][: len(rows)]
             out.append(full)
         return out
+
+    def _track_response_lengths(self, records, outputs, decay: float = 0.5) -> None:
+        """Each task's mean response length, averaged over iterations with weight ``decay``."""
+        lengths: dict[str, list[int]] = defaultdict(list)
+        for o in outputs:
+            lengths[task_of(records[o.prompt])].append(len(o.token_ids))
+        for task, ls in lengths.items():
+            now = sum(ls) / len(ls)
+            old = self.response_len.get(task)
+            self.response_len[task] = now if old is None else decay * old + (1 - decay) * now
 
     def _log_samples(self, it: int, records, outputs, scores, per_task: int = 2) -> None:
         """A few responses per task and iteration to ``samples.jsonl``, for reading."""
@@ -546,6 +562,7 @@ class Controller:
         state = {
             "iteration": self.iteration,
             "position": self.position,
+            "response_len": self.response_len,
             "python_rng": _jsonable_rng(random.getstate()),
             "numpy_rng": _jsonable_rng(np.random.get_state()),
             "torch_rng": torch.get_rng_state().tolist(),
@@ -571,6 +588,7 @@ class Controller:
         self.critic.get(refs2)
         state = json.loads((path / CONTROLLER_STATE).read_text())
         self.iteration, self.position = state["iteration"], state["position"]
+        self.response_len = state.get("response_len", {})
         random.setstate(_rng_from_json(state["python_rng"]))
         np.random.set_state(_rng_from_json(state["numpy_rng"]))
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))

@@ -349,3 +349,15 @@ def test_group_advantages_charge_each_token_the_kl_that_follows_it():
     tr_left = token_rewards(torch.tensor([1.0, 0.0]), kl_left, torch.tensor([0.1, 0.1]), left)
     adv_left = group_advantages(tr_left, [0, 0], left, std_normalize=False)
     assert torch.allclose(adv_left[1], torch.tensor([0.0, -0.525, -0.425]), atol=1e-6)
+
+
+def test_length_grouped_chunks_put_like_lengths_together():
+    from rl.batching import length_grouped_chunks
+
+    # prompts of a long task (200) scattered among short ones (50, 60): the long ones share
+    # the first chunk, so the second chunk ends at 60 tokens instead of 200
+    expected = [50.0, 200.0, 60.0, 50.0, 200.0, 60.0]
+    assert length_grouped_chunks(expected, 3) == [[1, 4, 2], [5, 0, 3]]
+    # no estimates yet: consecutive chunks, as drawn; the last one short
+    assert length_grouped_chunks([0.0] * 5, 2) == [[0, 1], [2, 3], [4]]
+    assert length_grouped_chunks([], 4) == []
