@@ -360,22 +360,14 @@ def pairs_from_records(
     seed: int = 0,
     caption_kinds: Sequence[str] = ("colour", "shape", "count", "position"),
     format_share: float = 0.1,
-    kinds_per_caption: int | None = None,
 ) -> Iterator[Pair]:
     """Preference pairs from prompt records: caption corruptions, wrong answers, bad formats.
 
     Caption records give one pair per entry of ``caption_kinds`` (`caption/<fact>` for one-fact
-    corruptions, `malformed/<kind>` for `MALFORMED` ones), or per ``kinds_per_caption`` of them
-    drawn at random (fewer pairs per image: more images for the same number of pairs); a
-    verifiable record gives one wrong-answer pair; any record gives a format pair with
-    probability ``format_share``.
+    corruptions, `malformed/<kind>` for `MALFORMED` ones); a verifiable record gives
+    one wrong-answer pair; any record gives a format pair with probability ``format_share``.
     """
     caption_kinds = check_caption_kinds(caption_kinds)  # once, not per record
-    if kinds_per_caption is not None and not 1 <= kinds_per_caption <= len(caption_kinds):
-        raise ValueError(
-            f"kinds_per_caption must be between 1 and the {len(caption_kinds)} caption kinds, "
-            f"got {kinds_per_caption}"
-        )
     rng = random.Random(seed)
     for record in records:
         reference = record.extra_info.reference_response
@@ -391,12 +383,7 @@ def pairs_from_records(
         if record.videos:
             continue  # the RM prompt layout takes images only
         if record.reward_model.style == "model" and task == "caption":
-            kinds = (
-                caption_kinds
-                if kinds_per_caption is None
-                else rng.sample(caption_kinds, kinds_per_caption)
-            )
-            for response, kind in caption_rejections(record, rng, kinds):
+            for response, kind in caption_rejections(record, rng, caption_kinds):
                 # malformed captions are their own family: `caption` stays the one-fact pairs
                 family = "malformed" if kind in MALFORMED else "caption"
                 yield Pair(chosen=reference, rejected=response, kind=f"{family}/{kind}", **base)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pretrain.config import OptimConfig, Trainable, TrainConfig
 from reward_model.evaluate import EVAL_FILE, evaluate_pairs, write_report
@@ -43,13 +43,6 @@ class RMDataConfig(_Section):
         default_factory=lambda: ["colour", "shape", "count", "position"],
         description="facts corrupted in rejected captions (synth.caption.CORRUPTIONS) and "
         "malformations (reward_model.pairs.MALFORMED)",
-    )
-    caption_kinds_per_prompt: int | None = Field(
-        None,
-        ge=1,
-        description="training pairs: draw this many of caption_kinds per caption prompt (None: "
-        "every kind); fewer pairs per image, so more images for the same number of pairs (the "
-        "held-out pairs keep every kind)",
     )
     verifiable_prompts: int = Field(600, ge=0, description="prompts over verifiable_tasks")
     verifiable_tasks: list[str] = Field(default_factory=lambda: list(VERIFIABLE_TASKS))
@@ -83,16 +76,6 @@ class RMDataConfig(_Section):
         from reward_model.pairs import check_caption_kinds
 
         return check_caption_kinds(kinds)
-
-    @model_validator(mode="after")
-    def _kinds_per_prompt(self) -> RMDataConfig:
-        k = self.caption_kinds_per_prompt
-        if k is not None and k > len(self.caption_kinds):
-            raise ValueError(
-                f"caption_kinds_per_prompt={k} is more than the {len(self.caption_kinds)} "
-                "caption_kinds"
-            )
-        return self
 
 
 class RMOptimConfig(OptimConfig):
@@ -148,11 +131,7 @@ def synthetic_pairs(cfg: RMDataConfig, split: Literal["train", "test"]) -> list[
         )
     return list(
         pairs_from_records(
-            records,
-            seed=seed,
-            caption_kinds=cfg.caption_kinds,
-            format_share=cfg.format_share,
-            kinds_per_caption=cfg.caption_kinds_per_prompt if train else None,  # eval: all
+            records, seed=seed, caption_kinds=cfg.caption_kinds, format_share=cfg.format_share
         )
     )
 

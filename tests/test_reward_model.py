@@ -331,32 +331,6 @@ def test_malformed_pairs_are_their_own_family_and_unknown_kinds_are_named(captio
         list(pairs_from_records(caption_records, caption_kinds=["colour", "sparkle"]))
 
 
-def test_kinds_per_caption_draws_that_many_kinds_per_image(caption_records):
-    from collections import Counter
-
-    from reward_model.train import RMDataConfig
-
-    kinds = ["colour", "shape", "count", "position"]
-    pairs = list(
-        pairs_from_records(
-            caption_records, seed=3, caption_kinds=kinds, format_share=0, kinds_per_caption=2
-        )
-    )
-    per_image = Counter(p.images[0] for p in pairs)
-    assert set(per_image.values()) == {2} and len(per_image) == len(caption_records)
-    for image in per_image:  # two different kinds per image
-        assert len({p.kind for p in pairs if p.images[0] == image}) == 2
-    assert {p.kind for p in pairs} == {f"caption/{k}" for k in kinds}  # all drawn somewhere
-    everything = list(
-        pairs_from_records(caption_records, seed=3, caption_kinds=kinds, format_share=0)
-    )
-    assert len(everything) == 4 * len(caption_records)
-    with pytest.raises(ValueError, match="kinds_per_caption must be between 1 and the 4"):
-        list(pairs_from_records(caption_records, caption_kinds=kinds, kinds_per_caption=5))
-    with pytest.raises(ValueError, match="caption_kinds_per_prompt=3 is more than the 2"):
-        RMDataConfig(caption_kinds=["colour", "shape"], caption_kinds_per_prompt=3)
-
-
 def test_verifiable_pairs_are_scored_lower_by_their_verifier():
     records = generate(
         ["math", "grounding", "counting", "puzzle", "instruction", "spot_difference"], 12, seed=2
