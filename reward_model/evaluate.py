@@ -147,13 +147,14 @@ def _target_logprobs(
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A small table: rows overall / per family / per kind; columns n, accuracy, consistency, gap."""
-    lines = [f"{'pairs':<28}{'n':>6}{'accuracy':>10}{'consistency':>13}{'mean gap':>10}"]
+    """A small table: rows overall / per family / per kind; columns n, accuracy, consistency,
+    gap and the mean P(A) (the slot prior)."""
+    lines = [f"{'pairs':<28}{'n':>6}{'accuracy':>10}{'consistency':>13}{'mean gap':>10}{'P(A)':>7}"]
 
     def row(name: str, m: dict[str, Any]) -> str:
         return (
             f"{name:<28}{m['n']:>6}{m['accuracy']:>10.3f}{m['consistency']:>13.3f}"
-            f"{m['mean_gap']:>10.3f}"
+            f"{m['mean_gap']:>10.3f}{m.get('mean_p_a', float('nan')):>7.3f}"
         )
 
     lines.append(row("all", report["overall"]))

@@ -59,6 +59,7 @@ class PairMetrics:
     mean_gap: float  # mean |P(chosen ≻ rejected | chosen first) − P(… | chosen second)|
     first_accuracy: float  # accuracy of the chosen-first order alone
     second_accuracy: float  # accuracy of the chosen-second order alone
+    mean_p_a: float  # mean P(A) over both orders: 0.5 without a prior for either slot
 
 
 def pair_metrics(comparisons: Sequence[Comparison]) -> PairMetrics:
@@ -73,4 +74,5 @@ def pair_metrics(comparisons: Sequence[Comparison]) -> PairMetrics:
         mean_gap=sum(c.position_gap for c in comparisons) / n,
         first_accuracy=sum(c.p_a_first > 0.5 for c in comparisons) / n,
         second_accuracy=sum(c.p_b_first < 0.5 for c in comparisons) / n,
+        mean_p_a=sum(c.p_a_first + c.p_b_first for c in comparisons) / (2 * n),
     )

@@ -81,6 +81,8 @@ def test_pair_metrics_by_hand():
     assert m.mean_gap == pytest.approx((0.1 + 0.3 + 0.1 + 0.1) / 4)
     assert m.first_accuracy == pytest.approx(0.75)
     assert m.second_accuracy == pytest.approx(0.5)
+    # P(A) over all eight reads: (0.9+0.2+0.6+0.7+0.3+0.8+0.55+0.35) / 8
+    assert m.mean_p_a == pytest.approx(4.4 / 8)
 
 
 def test_model_scores_both_orders_in_one_forward_with_the_formula(rm, caption_records):
