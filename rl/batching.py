@@ -144,6 +144,12 @@ def length_grouped_chunks(expected: Sequence[float], size: int) -> list[list[int
     return micro_batches(order, size)
 
 
+def prompt_order(prompts: Sequence[int]) -> list[int]:
+    """Positions of rows that name their ``prompts``, sorted by prompt, each prompt's rows in
+    the order they came: rows generated in chunks back in the order the prompts were drawn."""
+    return sorted(range(len(prompts)), key=lambda i: prompts[i])
+
+
 def minibatches(n: int, minibatch_size: int, epochs: int, seed: int) -> list[list[int]]:
     """Shuffled minibatches of row indices, ``epochs`` passes over ``n`` rows (last one may be short)."""
     gen = torch.Generator().manual_seed(seed)

@@ -29,6 +29,7 @@ from rl.batching import (
     pad_rows,
     plan_inference,
     plan_updates,
+    prompt_order,
 )
 from rl.cluster import Placement, Role, get, init_ray
 from rl.config import TrainConfig
@@ -320,10 +321,11 @@ class Controller:
         # the token mean whitening would subtract: the push every zero-advantage token gets
         adv_token_mean = float(ca.masked_mean(advantages, mask))
         # each reward source's advantage spread before whitening: how much of the update it gets
+        source_rows = {src: [i for i, st in enumerate(styles) if st == src] for src in set(styles)}
         adv_std = {
             src: float(ca.masked_var(advantages[rows], mask[rows]).sqrt())
-            for src in set(styles)
-            if len(rows := [i for i, st in enumerate(styles) if st == src]) > 1
+            for src, rows in source_rows.items()
+            if len(rows) > 1
         }
         if cfg.ppo.whiten_advantages and cfg.ppo.whiten_by == "source":
             advantages = ca.whiten_by_group(advantages, mask, styles, cfg.ppo.whiten_shift_mean)
@@ -368,8 +370,7 @@ class Controller:
                 self._sync_weights()
 
         m: dict[str, float] = {}
-        for src in sorted(set(styles)):
-            rows = [i for i, st in enumerate(styles) if st == src]
+        for src, rows in sorted(source_rows.items()):
             m[f"kl/{src}"] = float(ca.masked_mean(kl[rows], mask[rows]))
         m["kl/mean"] = float(ca.masked_mean(kl, mask))
         m["advantage/token_mean_before_whitening"] = adv_token_mean
@@ -427,8 +428,7 @@ class Controller:
                 outs, future = results[c]
                 outputs += outs
                 scores += future.result()
-        # back in prompt order, whatever the chunks were: (prompt, sample) rows as drawn
-        order = sorted(range(len(outputs)), key=lambda i: outputs[i].prompt)
+        order = prompt_order([o.prompt for o in outputs])  # whatever the chunks were
         return [outputs[i] for i in order], [scores[i] for i in order]
 
     def _rollout_batch(

@@ -352,7 +352,7 @@ def test_group_advantages_charge_each_token_the_kl_that_follows_it():
 
 
 def test_length_grouped_chunks_put_like_lengths_together():
-    from rl.batching import length_grouped_chunks
+    from rl.batching import length_grouped_chunks, prompt_order
 
     # prompts of a long task (200) scattered among short ones (50, 60): the long ones share
     # the first chunk, so the second chunk ends at 60 tokens instead of 200
@@ -361,3 +361,8 @@ def test_length_grouped_chunks_put_like_lengths_together():
     # no estimates yet: consecutive chunks, as drawn; the last one short
     assert length_grouped_chunks([0.0] * 5, 2) == [[0, 1], [2, 3], [4]]
     assert length_grouped_chunks([], 4) == []
+    # chunks [[1, 4, 2], [5, 0, 3]] with two samples each come back prompt by prompt
+    landed = [p for chunk in length_grouped_chunks(expected, 3) for p in chunk for _ in range(2)]
+    order = prompt_order(landed)
+    assert [landed[i] for i in order] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert order[:2] == [8, 9]  # prompt 0's two samples, in the order they came
