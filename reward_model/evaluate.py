@@ -154,7 +154,7 @@ def format_report(report: dict[str, Any]) -> str:
     def row(name: str, m: dict[str, Any]) -> str:
         return (
             f"{name:<28}{m['n']:>6}{m['accuracy']:>10.3f}{m['consistency']:>13.3f}"
-            f"{m['mean_gap']:>10.3f}{m.get('mean_p_a', float('nan')):>7.3f}"
+            f"{m['mean_gap']:>10.3f}{m['mean_p_a']:>7.3f}"
         )
 
     lines.append(row("all", report["overall"]))
